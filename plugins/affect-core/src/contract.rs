@@ -1,0 +1,803 @@
+//! The ONNX model contract: tensor names, `metadata_props` keys, and a typed
+//! [`ModelContract`] parsed from a model's metadata with one clear error per violation.
+//!
+//! A model file carries everything a pipeline needs to use it correctly (no side-car files):
+//!
+//! | input / output    | type | shape        | notes                                   |
+//! |-------------------|------|--------------|-----------------------------------------|
+//! | `face`            | f32  | `[N,3,H,W]`  | RGB, `(x/255 - mean) / std` per channel |
+//! | `audio` (opt.)    | f32  | `[N,1,T,M]`  | log-mel window of `T` frames, `M` mels  |
+//! | `state_in` (opt.) | f32  | `[N,S]`      | recurrent state of the face track       |
+//! | `valence_arousal` | f32  | `[N,2]`      | tanh                                    |
+//! | `au`              | f32  | `[N,A]`      | sigmoid, one per AU label               |
+//! | `expression`      | f32  | `[N,C]`      | softmax, one per expression label       |
+//! | `embedding` (opt.)| f32  | `[N,D]`      |                                         |
+//! | `state_out` (opt.)| f32  | `[N,S]`      | present exactly when `state_in` is      |
+//!
+//! The batch axis `N` is dynamic.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::melspec::{MelConfig, MelNorm, MelScale, WindowKind};
+
+/// Version of the contract this code reads and writes.
+pub const CONTRACT_VERSION: u32 = 1;
+
+/// Tensor names.
+pub mod io {
+    pub const FACE: &str = "face";
+    pub const AUDIO: &str = "audio";
+    pub const STATE_IN: &str = "state_in";
+    pub const VALENCE_AROUSAL: &str = "valence_arousal";
+    pub const AU: &str = "au";
+    pub const EXPRESSION: &str = "expression";
+    pub const EMBEDDING: &str = "embedding";
+    pub const STATE_OUT: &str = "state_out";
+}
+
+/// `metadata_props` keys.
+pub mod keys {
+    /// Contract version, e.g. `1`. Required.
+    pub const CONTRACT: &str = "affect.contract";
+    /// Face crop height and width in pixels. Required.
+    pub const FACE_HEIGHT: &str = "affect.face.height";
+    pub const FACE_WIDTH: &str = "affect.face.width";
+    /// Per-channel (R,G,B) mean and std applied to pixel values scaled to [0, 1]. Required.
+    pub const FACE_MEAN: &str = "affect.face.mean";
+    pub const FACE_STD: &str = "affect.face.std";
+    /// How the crop is made: `arcface-5pt` (similarity transform of the 5 landmarks to the
+    /// ArcFace template) or `box` (the detection box with a margin). Required.
+    pub const FACE_ALIGNMENT: &str = "affect.face.alignment";
+    /// Relative margin added around the box for `box` alignment (default 0).
+    pub const FACE_BOX_MARGIN: &str = "affect.face.box_margin";
+    /// Audio features, required when the model has an `audio` input.
+    pub const AUDIO_SAMPLE_RATE: &str = "affect.audio.sample_rate";
+    pub const AUDIO_N_FFT: &str = "affect.audio.n_fft";
+    pub const AUDIO_WIN: &str = "affect.audio.win";
+    pub const AUDIO_HOP: &str = "affect.audio.hop";
+    pub const AUDIO_N_MELS: &str = "affect.audio.n_mels";
+    /// Spectrogram frames in one window (`T` of the `audio` input).
+    pub const AUDIO_FRAMES: &str = "affect.audio.frames";
+    /// Optional, defaulting to the `MelConfig` defaults.
+    pub const AUDIO_F_MIN: &str = "affect.audio.f_min";
+    pub const AUDIO_F_MAX: &str = "affect.audio.f_max";
+    pub const AUDIO_MEL_SCALE: &str = "affect.audio.mel_scale";
+    pub const AUDIO_MEL_NORM: &str = "affect.audio.mel_norm";
+    pub const AUDIO_WINDOW: &str = "affect.audio.window";
+    pub const AUDIO_POWER: &str = "affect.audio.power";
+    pub const AUDIO_LOG_OFFSET: &str = "affect.audio.log_offset";
+    /// Comma-separated label lists, in output order. Required.
+    pub const LABELS_AU: &str = "affect.labels.au";
+    pub const LABELS_EXPRESSION: &str = "affect.labels.expression";
+    /// Recurrent state width `S`, required when the model has `state_in`.
+    pub const STATE_SIZE: &str = "affect.state.size";
+    /// Provenance, all optional free text.
+    pub const MODEL_NAME: &str = "affect.model.name";
+    pub const PROVENANCE_BACKBONE: &str = "affect.provenance.backbone";
+    pub const PROVENANCE_TRAINING_DATA: &str = "affect.provenance.training_data";
+    pub const PROVENANCE_DATE: &str = "affect.provenance.date";
+    pub const PROVENANCE_COMMAND: &str = "affect.provenance.command";
+}
+
+/// A way the model file breaks the contract. Every message names the key or tensor at fault.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ContractError {
+    #[error("metadata key '{0}' is missing")]
+    MissingKey(&'static str),
+    #[error("metadata key '{key}' = '{value}' is not valid: {reason}")]
+    BadValue {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(
+        "contract version {got} is not supported (this build reads version {CONTRACT_VERSION})"
+    )]
+    UnsupportedVersion { got: u32 },
+    #[error("the model has no {kind} named '{name}'")]
+    MissingTensor {
+        kind: &'static str,
+        name: &'static str,
+    },
+    #[error("{kind} '{name}' has shape {got}, the contract needs {expected}")]
+    BadShape {
+        kind: &'static str,
+        name: String,
+        got: String,
+        expected: String,
+    },
+    #[error("{kind} '{name}' has element type {got}, the contract needs f32")]
+    BadType {
+        kind: &'static str,
+        name: String,
+        got: String,
+    },
+    #[error("the model has '{present}' but not '{missing}': recurrent state needs both")]
+    UnpairedState {
+        present: &'static str,
+        missing: &'static str,
+    },
+}
+
+/// How the face crop is made from a detection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alignment {
+    /// Similarity transform of the 5 landmarks onto the ArcFace template, scaled to the crop.
+    ArcFace5Point,
+    /// The detection box (plus margin), resized to the crop.
+    Box,
+}
+
+impl Alignment {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Alignment::ArcFace5Point => "arcface-5pt",
+            Alignment::Box => "box",
+        }
+    }
+}
+
+impl fmt::Display for Alignment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Face input of a model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaceSpec {
+    pub height: u32,
+    pub width: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub alignment: Alignment,
+    pub box_margin: f32,
+}
+
+/// Audio input of a model: the spectrogram it was trained on and the window length.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioSpec {
+    pub mel: MelConfig,
+    pub frames: usize,
+}
+
+/// Everything the metadata of a contract model says, typed and checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelContract {
+    pub version: u32,
+    pub face: FaceSpec,
+    pub audio: Option<AudioSpec>,
+    pub state_size: Option<usize>,
+    pub au_labels: Vec<String>,
+    pub expression_labels: Vec<String>,
+    pub name: Option<String>,
+    /// Provenance and any other `affect.*` keys not interpreted above, kept for display.
+    pub provenance: BTreeMap<String, String>,
+}
+
+/// Element type and dimensions of one model input or output (`None` = dynamic axis).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub is_f32: bool,
+    /// Element type as the runtime names it, for messages.
+    pub type_name: String,
+    pub dims: Vec<Option<i64>>,
+}
+
+impl TensorSpec {
+    pub fn f32(name: &str, dims: &[Option<i64>]) -> Self {
+        Self {
+            name: name.to_string(),
+            is_f32: true,
+            type_name: "f32".to_string(),
+            dims: dims.to_vec(),
+        }
+    }
+}
+
+fn shape_string(dims: &[Option<i64>]) -> String {
+    let parts: Vec<String> = dims
+        .iter()
+        .map(|d| d.map_or_else(|| "?".to_string(), |v| v.to_string()))
+        .collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// What the contract asks of one axis.
+#[derive(Clone, Copy, Debug)]
+enum Axis {
+    /// The batch axis: must be dynamic.
+    Batch,
+    /// A fixed size that a dynamic axis also satisfies.
+    Is(i64),
+}
+
+fn expected_string(axes: &[Axis]) -> String {
+    let parts: Vec<String> = axes
+        .iter()
+        .map(|a| match a {
+            Axis::Batch => "N".to_string(),
+            Axis::Is(v) => v.to_string(),
+        })
+        .collect();
+    format!("[{}]", parts.join(","))
+}
+
+fn check_tensor(kind: &'static str, t: &TensorSpec, axes: &[Axis]) -> Result<(), ContractError> {
+    if !t.is_f32 {
+        return Err(ContractError::BadType {
+            kind,
+            name: t.name.clone(),
+            got: t.type_name.clone(),
+        });
+    }
+    let ok = t.dims.len() == axes.len()
+        && t.dims.iter().zip(axes).all(|(d, a)| match (a, d) {
+            // A fixed batch axis would break batching across faces and frames.
+            (Axis::Batch, d) => d.is_none() || *d == Some(-1),
+            (Axis::Is(_), None) | (Axis::Is(_), Some(-1)) => true,
+            (Axis::Is(v), Some(d)) => d == v,
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ContractError::BadShape {
+            kind,
+            name: t.name.clone(),
+            got: shape_string(&t.dims),
+            expected: expected_string(axes),
+        })
+    }
+}
+
+/// Reads typed values out of the metadata map, naming the key on failure.
+struct Meta<'a>(&'a BTreeMap<String, String>);
+
+impl Meta<'_> {
+    fn raw(&self, key: &'static str) -> Option<&str> {
+        self.0.get(key).map(|v| v.trim())
+    }
+
+    fn required(&self, key: &'static str) -> Result<&str, ContractError> {
+        self.raw(key).ok_or(ContractError::MissingKey(key))
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        key: &'static str,
+        value: &str,
+    ) -> Result<T, ContractError>
+    where
+        T::Err: fmt::Display,
+    {
+        value.parse::<T>().map_err(|e| ContractError::BadValue {
+            key,
+            value: value.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn required_parse<T: std::str::FromStr>(&self, key: &'static str) -> Result<T, ContractError>
+    where
+        T::Err: fmt::Display,
+    {
+        let v = self.required(key)?;
+        self.parse(key, v)
+    }
+
+    fn optional_parse<T: std::str::FromStr>(
+        &self,
+        key: &'static str,
+    ) -> Result<Option<T>, ContractError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.raw(key).map(|v| self.parse(key, v)).transpose()
+    }
+
+    fn positive(&self, key: &'static str) -> Result<usize, ContractError> {
+        let v: usize = self.required_parse(key)?;
+        if v == 0 {
+            return Err(ContractError::BadValue {
+                key,
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(v)
+    }
+
+    fn triple(&self, key: &'static str, positive: bool) -> Result<[f32; 3], ContractError> {
+        let v = self.required(key)?;
+        let bad = |reason: &str| ContractError::BadValue {
+            key,
+            value: v.to_string(),
+            reason: reason.to_string(),
+        };
+        let parts: Vec<f32> = v
+            .split(',')
+            .map(|p| p.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                bad(&format!(
+                    "{e}; expected three comma-separated numbers (R,G,B)"
+                ))
+            })?;
+        let arr: [f32; 3] = parts
+            .try_into()
+            .map_err(|_| bad("expected three comma-separated numbers (R,G,B)"))?;
+        if arr.iter().any(|x| !x.is_finite()) || (positive && arr.iter().any(|&x| x <= 0.0)) {
+            return Err(bad(if positive {
+                "every value must be finite and > 0"
+            } else {
+                "every value must be finite"
+            }));
+        }
+        Ok(arr)
+    }
+
+    fn labels(&self, key: &'static str) -> Result<Vec<String>, ContractError> {
+        let v = self.required(key)?;
+        let labels: Vec<String> = v.split(',').map(|s| s.trim().to_string()).collect();
+        if labels.iter().any(|l| l.is_empty()) {
+            return Err(ContractError::BadValue {
+                key,
+                value: v.to_string(),
+                reason: "expected a comma-separated list of non-empty labels".into(),
+            });
+        }
+        Ok(labels)
+    }
+}
+
+impl ModelContract {
+    /// Parses and checks the metadata of a model. `has_audio` / `has_state` say whether the
+    /// model has an `audio` / `state_in` input, which makes the matching keys required.
+    pub fn from_metadata(
+        metadata: &BTreeMap<String, String>,
+        has_audio: bool,
+        has_state: bool,
+    ) -> Result<Self, ContractError> {
+        let m = Meta(metadata);
+        let version: u32 = m.required_parse(keys::CONTRACT)?;
+        if version != CONTRACT_VERSION {
+            return Err(ContractError::UnsupportedVersion { got: version });
+        }
+        let alignment = match m.required(keys::FACE_ALIGNMENT)? {
+            "arcface-5pt" => Alignment::ArcFace5Point,
+            "box" => Alignment::Box,
+            other => {
+                return Err(ContractError::BadValue {
+                    key: keys::FACE_ALIGNMENT,
+                    value: other.to_string(),
+                    reason: "expected 'arcface-5pt' or 'box'".into(),
+                });
+            }
+        };
+        let box_margin: f32 = m.optional_parse(keys::FACE_BOX_MARGIN)?.unwrap_or(0.0);
+        if !(box_margin.is_finite() && box_margin >= 0.0) {
+            return Err(ContractError::BadValue {
+                key: keys::FACE_BOX_MARGIN,
+                value: box_margin.to_string(),
+                reason: "must be finite and >= 0".into(),
+            });
+        }
+        let face = FaceSpec {
+            height: m.positive(keys::FACE_HEIGHT)? as u32,
+            width: m.positive(keys::FACE_WIDTH)? as u32,
+            mean: m.triple(keys::FACE_MEAN, false)?,
+            std: m.triple(keys::FACE_STD, true)?,
+            alignment,
+            box_margin,
+        };
+
+        let audio = if has_audio {
+            let defaults = MelConfig::default();
+            let mel = MelConfig {
+                sample_rate: m.positive(keys::AUDIO_SAMPLE_RATE)? as u32,
+                n_fft: m.positive(keys::AUDIO_N_FFT)?,
+                win_length: m.positive(keys::AUDIO_WIN)?,
+                hop_length: m.positive(keys::AUDIO_HOP)?,
+                n_mels: m.positive(keys::AUDIO_N_MELS)?,
+                f_min: m
+                    .optional_parse(keys::AUDIO_F_MIN)?
+                    .unwrap_or(defaults.f_min),
+                f_max: m.optional_parse(keys::AUDIO_F_MAX)?,
+                power: m
+                    .optional_parse(keys::AUDIO_POWER)?
+                    .unwrap_or(defaults.power),
+                log_offset: m
+                    .optional_parse(keys::AUDIO_LOG_OFFSET)?
+                    .unwrap_or(defaults.log_offset),
+                mel_scale: m
+                    .optional_parse::<MelScale>(keys::AUDIO_MEL_SCALE)?
+                    .unwrap_or_default(),
+                norm: m
+                    .optional_parse::<MelNorm>(keys::AUDIO_MEL_NORM)?
+                    .unwrap_or_default(),
+                window: m
+                    .optional_parse::<WindowKind>(keys::AUDIO_WINDOW)?
+                    .unwrap_or_default(),
+            };
+            mel.validate().map_err(|e| ContractError::BadValue {
+                key: keys::AUDIO_SAMPLE_RATE,
+                value: format!("{mel:?}"),
+                reason: format!("the audio parameters do not make a spectrogram: {e}"),
+            })?;
+            Some(AudioSpec {
+                mel,
+                frames: m.positive(keys::AUDIO_FRAMES)?,
+            })
+        } else {
+            None
+        };
+
+        let state_size = if has_state {
+            Some(m.positive(keys::STATE_SIZE)?)
+        } else {
+            None
+        };
+
+        let au_labels = m.labels(keys::LABELS_AU)?;
+        let expression_labels = m.labels(keys::LABELS_EXPRESSION)?;
+        if expression_labels.len() < 2 {
+            return Err(ContractError::BadValue {
+                key: keys::LABELS_EXPRESSION,
+                value: expression_labels.join(","),
+                reason: "a softmax over fewer than 2 classes says nothing".into(),
+            });
+        }
+
+        let interpreted = [
+            keys::CONTRACT,
+            keys::FACE_HEIGHT,
+            keys::FACE_WIDTH,
+            keys::FACE_MEAN,
+            keys::FACE_STD,
+            keys::FACE_ALIGNMENT,
+            keys::FACE_BOX_MARGIN,
+            keys::LABELS_AU,
+            keys::LABELS_EXPRESSION,
+            keys::STATE_SIZE,
+            keys::MODEL_NAME,
+        ];
+        let provenance = metadata
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("affect.")
+                    && !k.starts_with("affect.audio.")
+                    && !interpreted.contains(&k.as_str())
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+
+        Ok(Self {
+            version,
+            face,
+            audio,
+            state_size,
+            au_labels,
+            expression_labels,
+            name: m.raw(keys::MODEL_NAME).map(str::to_string),
+            provenance,
+        })
+    }
+
+    /// Writes the contract back as `metadata_props` (the exporter's side of the contract);
+    /// [`ModelContract::from_metadata`] of the result gives `self` back.
+    pub fn to_metadata(&self) -> BTreeMap<String, String> {
+        let mut m = self.provenance.clone();
+        let triple = |v: [f32; 3]| format!("{},{},{}", v[0], v[1], v[2]);
+        m.insert(keys::CONTRACT.into(), self.version.to_string());
+        m.insert(keys::FACE_HEIGHT.into(), self.face.height.to_string());
+        m.insert(keys::FACE_WIDTH.into(), self.face.width.to_string());
+        m.insert(keys::FACE_MEAN.into(), triple(self.face.mean));
+        m.insert(keys::FACE_STD.into(), triple(self.face.std));
+        m.insert(keys::FACE_ALIGNMENT.into(), self.face.alignment.to_string());
+        m.insert(
+            keys::FACE_BOX_MARGIN.into(),
+            self.face.box_margin.to_string(),
+        );
+        if let Some(a) = &self.audio {
+            m.insert(
+                keys::AUDIO_SAMPLE_RATE.into(),
+                a.mel.sample_rate.to_string(),
+            );
+            m.insert(keys::AUDIO_N_FFT.into(), a.mel.n_fft.to_string());
+            m.insert(keys::AUDIO_WIN.into(), a.mel.win_length.to_string());
+            m.insert(keys::AUDIO_HOP.into(), a.mel.hop_length.to_string());
+            m.insert(keys::AUDIO_N_MELS.into(), a.mel.n_mels.to_string());
+            m.insert(keys::AUDIO_FRAMES.into(), a.frames.to_string());
+            m.insert(keys::AUDIO_F_MIN.into(), a.mel.f_min.to_string());
+            if let Some(f) = a.mel.f_max {
+                m.insert(keys::AUDIO_F_MAX.into(), f.to_string());
+            }
+            m.insert(keys::AUDIO_MEL_SCALE.into(), a.mel.mel_scale.to_string());
+            m.insert(keys::AUDIO_MEL_NORM.into(), a.mel.norm.to_string());
+            m.insert(keys::AUDIO_WINDOW.into(), a.mel.window.to_string());
+            m.insert(keys::AUDIO_POWER.into(), a.mel.power.to_string());
+            m.insert(keys::AUDIO_LOG_OFFSET.into(), a.mel.log_offset.to_string());
+        }
+        if let Some(s) = self.state_size {
+            m.insert(keys::STATE_SIZE.into(), s.to_string());
+        }
+        m.insert(keys::LABELS_AU.into(), self.au_labels.join(","));
+        m.insert(
+            keys::LABELS_EXPRESSION.into(),
+            self.expression_labels.join(","),
+        );
+        if let Some(n) = &self.name {
+            m.insert(keys::MODEL_NAME.into(), n.clone());
+        }
+        m
+    }
+
+    /// Checks the model's inputs and outputs against the contract and this metadata: names,
+    /// element types, ranks and every fixed dimension.
+    pub fn check_io(
+        &self,
+        inputs: &[TensorSpec],
+        outputs: &[TensorSpec],
+    ) -> Result<(), ContractError> {
+        let find = |list: &[TensorSpec], name: &str| list.iter().find(|t| t.name == name).cloned();
+        let need = |kind: &'static str, list: &[TensorSpec], name: &'static str| {
+            find(list, name).ok_or(ContractError::MissingTensor { kind, name })
+        };
+        use Axis::{Batch, Is};
+
+        let face = need("input", inputs, io::FACE)?;
+        check_tensor(
+            "input",
+            &face,
+            &[
+                Batch,
+                Is(3),
+                Is(self.face.height as i64),
+                Is(self.face.width as i64),
+            ],
+        )?;
+
+        match (&self.audio, find(inputs, io::AUDIO)) {
+            (Some(a), Some(t)) => check_tensor(
+                "input",
+                &t,
+                &[Batch, Is(1), Is(a.frames as i64), Is(a.mel.n_mels as i64)],
+            )?,
+            (Some(_), None) => {
+                return Err(ContractError::MissingTensor {
+                    kind: "input",
+                    name: io::AUDIO,
+                });
+            }
+            (None, Some(_)) => return Err(ContractError::MissingKey(keys::AUDIO_SAMPLE_RATE)),
+            (None, None) => {}
+        }
+
+        let state_in = find(inputs, io::STATE_IN);
+        let state_out = find(outputs, io::STATE_OUT);
+        match (state_in, state_out) {
+            (Some(i), Some(o)) => {
+                let s = self
+                    .state_size
+                    .ok_or(ContractError::MissingKey(keys::STATE_SIZE))?
+                    as i64;
+                check_tensor("input", &i, &[Batch, Is(s)])?;
+                check_tensor("output", &o, &[Batch, Is(s)])?;
+            }
+            (Some(_), None) => {
+                return Err(ContractError::UnpairedState {
+                    present: io::STATE_IN,
+                    missing: io::STATE_OUT,
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ContractError::UnpairedState {
+                    present: io::STATE_OUT,
+                    missing: io::STATE_IN,
+                });
+            }
+            (None, None) => {}
+        }
+
+        let va = need("output", outputs, io::VALENCE_AROUSAL)?;
+        check_tensor("output", &va, &[Batch, Is(2)])?;
+        let au = need("output", outputs, io::AU)?;
+        check_tensor("output", &au, &[Batch, Is(self.au_labels.len() as i64)])?;
+        let expr = need("output", outputs, io::EXPRESSION)?;
+        check_tensor(
+            "output",
+            &expr,
+            &[Batch, Is(self.expression_labels.len() as i64)],
+        )?;
+        if let Some(e) = find(outputs, io::EMBEDDING)
+            && (e.dims.len() != 2 || !e.is_f32)
+        {
+            return Err(ContractError::BadShape {
+                kind: "output",
+                name: e.name,
+                got: shape_string(&e.dims),
+                expected: "[N,D]".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::{AU_LABELS, EXPRESSION_LABELS};
+
+    fn full_metadata() -> BTreeMap<String, String> {
+        let pairs = [
+            (keys::CONTRACT, "1"),
+            (keys::FACE_HEIGHT, "112"),
+            (keys::FACE_WIDTH, "112"),
+            (keys::FACE_MEAN, "0.5,0.5,0.5"),
+            (keys::FACE_STD, "0.5, 0.5, 0.5"),
+            (keys::FACE_ALIGNMENT, "arcface-5pt"),
+            (keys::AUDIO_SAMPLE_RATE, "16000"),
+            (keys::AUDIO_N_FFT, "512"),
+            (keys::AUDIO_WIN, "400"),
+            (keys::AUDIO_HOP, "160"),
+            (keys::AUDIO_N_MELS, "64"),
+            (keys::AUDIO_FRAMES, "100"),
+            (keys::STATE_SIZE, "128"),
+            (keys::MODEL_NAME, "tiny"),
+            (keys::PROVENANCE_BACKBONE, "mobilefacenet"),
+        ];
+        let mut m: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m.insert(keys::LABELS_AU.into(), AU_LABELS.join(","));
+        m.insert(keys::LABELS_EXPRESSION.into(), EXPRESSION_LABELS.join(","));
+        m
+    }
+
+    fn full_io() -> (Vec<TensorSpec>, Vec<TensorSpec>) {
+        (
+            vec![
+                TensorSpec::f32("face", &[None, Some(3), Some(112), Some(112)]),
+                TensorSpec::f32("audio", &[Some(-1), Some(1), Some(100), Some(64)]),
+                TensorSpec::f32("state_in", &[None, Some(128)]),
+            ],
+            vec![
+                TensorSpec::f32("valence_arousal", &[None, Some(2)]),
+                TensorSpec::f32("au", &[None, Some(12)]),
+                TensorSpec::f32("expression", &[None, Some(8)]),
+                TensorSpec::f32("state_out", &[None, Some(128)]),
+            ],
+        )
+    }
+
+    #[test]
+    fn full_contract_parses_and_round_trips() {
+        let c = ModelContract::from_metadata(&full_metadata(), true, true).unwrap();
+        assert_eq!(c.face.height, 112);
+        assert_eq!(c.face.std, [0.5; 3]);
+        assert_eq!(c.face.alignment, Alignment::ArcFace5Point);
+        let a = c.audio.as_ref().unwrap();
+        assert_eq!(a.mel, MelConfig::default());
+        assert_eq!(a.frames, 100);
+        assert_eq!(c.state_size, Some(128));
+        assert_eq!(c.au_labels.len(), 12);
+        assert_eq!(c.name.as_deref(), Some("tiny"));
+        assert_eq!(
+            c.provenance
+                .get(keys::PROVENANCE_BACKBONE)
+                .map(String::as_str),
+            Some("mobilefacenet")
+        );
+        let back = ModelContract::from_metadata(&c.to_metadata(), true, true).unwrap();
+        assert_eq!(back, c);
+        let (i, o) = full_io();
+        c.check_io(&i, &o).unwrap();
+    }
+
+    #[test]
+    fn each_missing_key_is_named() {
+        for key in [
+            keys::CONTRACT,
+            keys::FACE_HEIGHT,
+            keys::FACE_MEAN,
+            keys::FACE_ALIGNMENT,
+            keys::AUDIO_N_MELS,
+            keys::AUDIO_FRAMES,
+            keys::STATE_SIZE,
+            keys::LABELS_AU,
+            keys::LABELS_EXPRESSION,
+        ] {
+            let mut m = full_metadata();
+            m.remove(key);
+            let err = ModelContract::from_metadata(&m, true, true).unwrap_err();
+            assert_eq!(err, ContractError::MissingKey(key));
+            assert!(err.to_string().contains(key));
+        }
+        // Audio and state keys are only required of models with those inputs.
+        let mut m = full_metadata();
+        m.retain(|k, _| !k.starts_with("affect.audio.") && k != keys::STATE_SIZE);
+        ModelContract::from_metadata(&m, false, false).unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            (keys::CONTRACT, "2", "version 2"),
+            (keys::FACE_HEIGHT, "0", keys::FACE_HEIGHT),
+            (keys::FACE_WIDTH, "wide", keys::FACE_WIDTH),
+            (keys::FACE_MEAN, "0.5,0.5", keys::FACE_MEAN),
+            (keys::FACE_STD, "0.5,0,0.5", keys::FACE_STD),
+            (keys::FACE_ALIGNMENT, "dlib-68", "arcface-5pt"),
+            (keys::AUDIO_MEL_SCALE, "bark", "bark"),
+            (keys::AUDIO_WIN, "1024", "window length"),
+            (keys::LABELS_AU, "AU1,,AU2", keys::LABELS_AU),
+            (keys::LABELS_EXPRESSION, "Happy", keys::LABELS_EXPRESSION),
+        ];
+        for (key, value, needle) in cases {
+            let mut m = full_metadata();
+            m.insert(key.to_string(), value.to_string());
+            let err = ModelContract::from_metadata(&m, true, true)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn io_violations_are_named() {
+        let c = ModelContract::from_metadata(&full_metadata(), true, true).unwrap();
+        let (inputs, outputs) = full_io();
+
+        let mut i = inputs.clone();
+        i.retain(|t| t.name != "face");
+        let err = c.check_io(&i, &outputs).unwrap_err().to_string();
+        assert_eq!(err, "the model has no input named 'face'");
+
+        let mut i = inputs.clone();
+        i[0].dims = vec![None, Some(3), Some(96), Some(96)];
+        let err = c.check_io(&i, &outputs).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "input 'face' has shape [?,3,96,96], the contract needs [N,3,112,112]"
+        );
+
+        let mut i = inputs.clone();
+        i[0].dims[0] = Some(1);
+        assert!(
+            c.check_io(&i, &outputs).is_err(),
+            "fixed batch axis accepted"
+        );
+
+        let mut i = inputs.clone();
+        i[1].dims = vec![None, Some(1), Some(50), Some(64)];
+        let err = c.check_io(&i, &outputs).unwrap_err().to_string();
+        assert!(
+            err.contains("'audio'") && err.contains("[N,1,100,64]"),
+            "{err}"
+        );
+
+        let mut o = outputs.clone();
+        o[1].dims = vec![None, Some(10)];
+        let err = c.check_io(&inputs, &o).unwrap_err().to_string();
+        assert!(err.contains("'au'") && err.contains("[N,12]"), "{err}");
+
+        let mut o = outputs.clone();
+        o.retain(|t| t.name != "state_out");
+        let err = c.check_io(&inputs, &o).unwrap_err().to_string();
+        assert!(err.contains("'state_in' but not 'state_out'"), "{err}");
+
+        let mut o = outputs.clone();
+        o.retain(|t| t.name != "expression");
+        let err = c.check_io(&inputs, &o).unwrap_err().to_string();
+        assert_eq!(err, "the model has no output named 'expression'");
+
+        let mut i = inputs.clone();
+        i[0].is_f32 = false;
+        i[0].type_name = "f16".into();
+        let err = c.check_io(&i, &outputs).unwrap_err().to_string();
+        assert!(err.contains("element type f16"), "{err}");
+    }
+}

@@ -1,0 +1,11 @@
+//! Pure logic shared by the affect GStreamer elements and the training crate.
+//!
+//! Nothing here depends on GStreamer or ONNX Runtime, so every step a model sees in training
+//! (spectrogram, labels, the model contract) is the same code a pipeline runs, and all of it is
+//! unit-tested without a media framework.
+
+pub mod contract;
+pub mod labels;
+pub mod melspec;
+#[doc(hidden)]
+pub mod testutil;

@@ -1,0 +1,61 @@
+//! Helpers for tests that compare against peer libraries run in Python (librosa, numpy).
+//! Public so that the integration tests of every crate find the same interpreter.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The Python interpreter holding the peer libraries: `$AFFECT_PYTHON`, else the set-up's
+/// `.venv` at the workspace root, else `python3` from `PATH`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("AFFECT_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let venv = root.join(".venv/bin/python3");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}
+
+/// Runs `script` with the peer-library interpreter and the given arguments; panics with the
+/// interpreter's output (and how to install what it lacks) if it fails.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let py = python();
+    let out = Command::new(&py)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run ./setup.sh first)", py.display()));
+    assert!(
+        out.status.success(),
+        "{} failed (run ./setup.sh to install the test's Python packages):\n{}",
+        py.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Writes `values` as little-endian f32 (numpy `'<f4'`).
+pub fn write_f32(path: &std::path::Path, values: &[f32]) {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Reads little-endian f32 written by numpy's `tofile`.
+pub fn read_f32(path: &std::path::Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// A fresh, empty directory under the target dir for one test's files.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("affect-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,26 @@
+//! GStreamer plugin `affect`: audio-visual affect analysis elements.
+//!
+//! - `affectspectro`: raw audio to log-mel spectrogram frames (`audio/x-affect-melspec`).
+
+use gst::glib;
+
+mod spectro;
+
+pub use spectro::AffectSpectro;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    spectro::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    affect,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MPL-2.0",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    "affect",
+    env!("BUILD_REL_DATE")
+);
