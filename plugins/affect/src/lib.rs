@@ -1,14 +1,20 @@
 //! GStreamer plugin `affect`: audio-visual affect analysis elements.
 //!
+//! - `affectfacecrop`: finds, tracks and aligns faces (region-of-interest meta or aligned crops).
 //! - `affectspectro`: raw audio to log-mel spectrogram frames (`audio/x-affect-melspec`).
 
 use gst::glib;
 
+mod facecrop;
+pub mod meta;
+pub mod session;
 mod spectro;
 
+pub use facecrop::AffectFaceCrop;
 pub use spectro::AffectSpectro;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    facecrop::register(plugin)?;
     spectro::register(plugin)?;
     Ok(())
 }

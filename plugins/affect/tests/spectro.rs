@@ -171,7 +171,10 @@ fn discont_restarts_framing_at_the_new_timestamp() {
     let fresh = MelSpectrogram::new(MelConfig::default())
         .unwrap()
         .compute(&signal[3000..]);
-    assert_eq!(got, fresh, "frames after DISCONT must not use samples before it");
+    assert_eq!(
+        got, fresh,
+        "frames after DISCONT must not use samples before it"
+    );
 }
 
 #[test]
@@ -185,7 +188,8 @@ fn timestamp_gap_without_flag_restarts() {
     while h.try_pull().is_some() {}
     // 2000 samples = 125 ms were delivered; the next buffer claims 500 ms: a 375 ms gap.
     let after_gap = gst::ClockTime::from_mseconds(500);
-    h.push(f32_buffer(&signal[2000..], Some(after_gap))).unwrap();
+    h.push(f32_buffer(&signal[2000..], Some(after_gap)))
+        .unwrap();
     let out = h.pull().unwrap();
     assert_eq!(out.pts(), Some(after_gap));
     assert_eq!(
@@ -448,7 +452,11 @@ fn gst_inspect_finds_the_element() {
         .output()
         .expect("gst-inspect-1.0 runs (gstreamer1.0-tools)");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("audio/x-affect-melspec"), "{text}");
     assert!(text.contains("sample-rate"), "{text}");
 }

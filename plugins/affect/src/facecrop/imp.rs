@@ -1,0 +1,1026 @@
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex};
+
+use affect_core::align::{self, RgbImage};
+use affect_core::detect::haar::{HaarCascade, HaarDetector, HaarParams};
+use affect_core::detect::{
+    DetectParams, Detection, DetectorLayout, OutputInfo, TensorView, iou, nms,
+};
+use affect_core::pixels::{self, FrameLayout, PixelFormat, YuvMatrix};
+use affect_core::track::{IouTracker, TrackedFace, TrackerParams};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::VideoRegionOfInterestMeta;
+
+use crate::meta::Face;
+use crate::session::{self, Provider, SessionOptions};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "affectfacecrop",
+        gst::DebugColorFlags::empty(),
+        Some("Affect face finder, tracker and aligner"),
+    )
+});
+
+const DEFAULT_HAAR_CASCADE: &str =
+    "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml";
+const DEFAULT_DETECT_INTERVAL: u32 = 1;
+const DEFAULT_SCORE_THRESHOLD: f64 = 0.6;
+const DEFAULT_NMS_IOU: f64 = 0.4;
+const DEFAULT_MAX_FACES: u32 = 16;
+const DEFAULT_MIN_FACE_SIZE: u32 = 32;
+const DEFAULT_HAAR_MIN_NEIGHBORS: u32 = 4;
+const DEFAULT_TRACK_IOU: f64 = 0.3;
+const DEFAULT_TRACK_MIN_HITS: u32 = 2;
+const DEFAULT_TRACK_MAX_MISSES: u32 = 10;
+const DEFAULT_CROP_SIZE: u32 = 112;
+const DEFAULT_TRACK_ID: i64 = -1;
+const DEFAULT_BOX_MARGIN: f64 = 0.2;
+
+const SINK_FORMATS: [&str; 8] = ["RGB", "BGR", "RGBx", "BGRx", "RGBA", "BGRA", "I420", "NV12"];
+
+#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAffectFaceCropMode")]
+pub enum Mode {
+    #[enum_value(name = "Pass the video through with face metadata", nick = "annotate")]
+    Annotate = 0,
+    #[enum_value(name = "Output the aligned crop of one face", nick = "crop")]
+    Crop = 1,
+}
+
+#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAffectFaceDetector")]
+pub enum DetectorKind {
+    #[enum_value(
+        name = "Faces already in upstream region-of-interest meta",
+        nick = "upstream"
+    )]
+    Upstream = 0,
+    #[enum_value(
+        name = "ONNX face detector (YuNet, SCRFD, UltraFace layouts)",
+        nick = "onnx"
+    )]
+    Onnx = 1,
+    #[enum_value(name = "OpenCV Haar cascade", nick = "haar")]
+    Haar = 2,
+    #[enum_value(name = "The whole frame, or the region property", nick = "full-frame")]
+    FullFrame = 3,
+}
+
+#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAffectFaceCropNoFace")]
+pub enum NoFace {
+    #[enum_value(name = "Drop the frame (a gap downstream)", nick = "drop")]
+    Drop = 0,
+    #[enum_value(name = "Output a black crop", nick = "black")]
+    Black = 1,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    mode: Mode,
+    detector: DetectorKind,
+    detector_model: Option<PathBuf>,
+    haar_cascade: PathBuf,
+    region: Option<String>,
+    detect_interval: u32,
+    score_threshold: f64,
+    nms_iou: f64,
+    max_faces: u32,
+    min_face_size: u32,
+    haar_min_neighbors: u32,
+    track_iou: f64,
+    track_min_hits: u32,
+    track_max_misses: u32,
+    crop_size: u32,
+    track_id: i64,
+    box_margin: f64,
+    no_face: NoFace,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Annotate,
+            detector: DetectorKind::Haar,
+            detector_model: None,
+            haar_cascade: DEFAULT_HAAR_CASCADE.into(),
+            region: None,
+            detect_interval: DEFAULT_DETECT_INTERVAL,
+            score_threshold: DEFAULT_SCORE_THRESHOLD,
+            nms_iou: DEFAULT_NMS_IOU,
+            max_faces: DEFAULT_MAX_FACES,
+            min_face_size: DEFAULT_MIN_FACE_SIZE,
+            haar_min_neighbors: DEFAULT_HAAR_MIN_NEIGHBORS,
+            track_iou: DEFAULT_TRACK_IOU,
+            track_min_hits: DEFAULT_TRACK_MIN_HITS,
+            track_max_misses: DEFAULT_TRACK_MAX_MISSES,
+            crop_size: DEFAULT_CROP_SIZE,
+            track_id: DEFAULT_TRACK_ID,
+            box_margin: DEFAULT_BOX_MARGIN,
+            no_face: NoFace::Drop,
+        }
+    }
+}
+
+impl Settings {
+    fn detect_params(&self) -> DetectParams {
+        DetectParams {
+            score_threshold: self.score_threshold as f32,
+            nms_iou: self.nms_iou as f32,
+            max_faces: self.max_faces as usize,
+            min_face_size: self.min_face_size as f32,
+        }
+    }
+}
+
+/// Parses the `region` property: `x,y,w,h` in pixels.
+fn parse_region(s: &str) -> Result<[f32; 4], String> {
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("region '{s}' is not x,y,w,h: {e}"))?;
+    match v.as_slice() {
+        [x, y, w, h] if *w > 0.0 && *h > 0.0 && *x >= 0.0 && *y >= 0.0 => {
+            Ok([*x, *y, x + w, y + h])
+        }
+        _ => Err(format!(
+            "region '{s}' must be four numbers x,y,w,h with x, y >= 0 and w, h > 0"
+        )),
+    }
+}
+
+/// A loaded ONNX face detector.
+struct OnnxDetector {
+    session: ort::session::Session,
+    input_name: String,
+    output_names: Vec<String>,
+    layout: DetectorLayout,
+    input: Vec<f32>,
+}
+
+enum Finder {
+    Upstream,
+    FullFrame { region: Option<[f32; 4]> },
+    Haar(Box<HaarDetector>),
+    Onnx(Box<OnnxDetector>),
+}
+
+struct State {
+    finder: Finder,
+    tracker: IouTracker,
+    detect_params: DetectParams,
+    /// Input format, set by caps.
+    layout: Option<FrameLayout>,
+    frame_index: u64,
+    /// Scratch frames reused across buffers.
+    rgb: Vec<u8>,
+    grey: Vec<u8>,
+    crop: Vec<u8>,
+}
+
+#[derive(Default)]
+pub struct AffectFaceCrop {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+fn frame_layout(info: &gst_video::VideoInfo) -> Option<FrameLayout> {
+    use gst_video::VideoFormat as F;
+    let format = match info.format() {
+        F::Rgb => PixelFormat::Rgb,
+        F::Bgr => PixelFormat::Bgr,
+        F::Rgbx | F::Rgba => PixelFormat::Rgbx,
+        F::Bgrx | F::Bgra => PixelFormat::Bgrx,
+        F::I420 => PixelFormat::I420,
+        F::Nv12 => PixelFormat::Nv12,
+        _ => return None,
+    };
+    let mut offsets = [0usize; 3];
+    let mut strides = [0usize; 3];
+    for (i, (o, s)) in info.offset().iter().zip(info.stride()).take(3).enumerate() {
+        offsets[i] = *o;
+        strides[i] = (*s).max(0) as usize;
+    }
+    let colorimetry = info.colorimetry();
+    Some(FrameLayout {
+        format,
+        width: info.width() as usize,
+        height: info.height() as usize,
+        offsets,
+        strides,
+        matrix: if colorimetry.matrix() == gst_video::VideoColorMatrix::Bt709 {
+            YuvMatrix::Bt709
+        } else {
+            YuvMatrix::Bt601
+        },
+        full_range: colorimetry.range() == gst_video::VideoColorRange::Range0_255,
+    })
+}
+
+/// The layout of one buffer: the caps' layout, with the planes a video meta describes (a
+/// producer may pad rows or planes differently from the caps' defaults).
+fn buffer_layout(base: &FrameLayout, buffer: &gst::BufferRef) -> FrameLayout {
+    let mut layout = *base;
+    if let Some(meta) = buffer.meta::<gst_video::VideoMeta>() {
+        for (i, (o, s)) in meta.offset().iter().zip(meta.stride()).take(3).enumerate() {
+            layout.offsets[i] = *o;
+            layout.strides[i] = (*s).max(0) as usize;
+        }
+    }
+    layout
+}
+
+impl AffectFaceCrop {
+    fn sink_caps() -> gst::Caps {
+        gst::Caps::builder("video/x-raw")
+            .field("format", gst::List::new(SINK_FORMATS))
+            .field("width", gst::IntRange::new(1, i32::MAX))
+            .field("height", gst::IntRange::new(1, i32::MAX))
+            .field("framerate", gst::FractionRange::new((0, 1), (i32::MAX, 1)))
+            .build()
+    }
+
+    fn crop_caps(size: Option<u32>) -> gst::Caps {
+        let b = gst::Caps::builder("video/x-raw").field("format", "RGB");
+        let b = match size {
+            Some(s) => b.field("width", s as i32).field("height", s as i32),
+            None => b
+                .field("width", gst::IntRange::new(1, i32::MAX))
+                .field("height", gst::IntRange::new(1, i32::MAX)),
+        };
+        b.field("framerate", gst::FractionRange::new((0, 1), (i32::MAX, 1)))
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build()
+    }
+
+    fn load_finder(&self, s: &Settings) -> Result<Finder, gst::ErrorMessage> {
+        Ok(match s.detector {
+            DetectorKind::Upstream => Finder::Upstream,
+            DetectorKind::FullFrame => Finder::FullFrame {
+                region: s
+                    .region
+                    .as_deref()
+                    .filter(|r| !r.trim().is_empty())
+                    .map(parse_region)
+                    .transpose()
+                    .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?,
+            },
+            DetectorKind::Haar => {
+                let cascade = HaarCascade::from_file(&s.haar_cascade).map_err(|e| {
+                    gst::error_msg!(
+                        gst::ResourceError::OpenRead,
+                        [
+                            "Cannot load the Haar cascade '{}': {} (Debian's opencv-data package \
+                             installs the default one)",
+                            s.haar_cascade.display(),
+                            e
+                        ]
+                    )
+                })?;
+                let min = s.min_face_size as usize;
+                let detector = HaarDetector::new(
+                    cascade,
+                    HaarParams {
+                        scale_factor: 1.1,
+                        min_neighbors: s.haar_min_neighbors,
+                        min_size: (min, min),
+                        max_size: None,
+                    },
+                )
+                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+                Finder::Haar(Box::new(detector))
+            }
+            DetectorKind::Onnx => {
+                let path = s.detector_model.clone().ok_or_else(|| {
+                    gst::error_msg!(
+                        gst::LibraryError::Settings,
+                        ["detector=onnx needs the detector-model property (an ONNX face detector file)"]
+                    )
+                })?;
+                let options = SessionOptions {
+                    provider: Provider::Cpu,
+                    intra_op_threads: 0,
+                    fallback_to_cpu: false,
+                };
+                let (session, _) = session::open(&path, &options).map_err(|e| {
+                    gst::error_msg!(gst::ResourceError::OpenRead, ["Face detector: {}", e])
+                })?;
+                let input = session.inputs().first().ok_or_else(|| {
+                    gst::error_msg!(
+                        gst::StreamError::Format,
+                        ["Face detector '{}' has no input", path.display()]
+                    )
+                })?;
+                let input_name = input.name().to_string();
+                let input_shape: Vec<i64> = match input.dtype() {
+                    ort::value::ValueType::Tensor { shape, .. } => shape.to_vec(),
+                    _ => Vec::new(),
+                };
+                let outputs: Vec<OutputInfo> = session
+                    .outputs()
+                    .iter()
+                    .map(|o| {
+                        let shape = match o.dtype() {
+                            ort::value::ValueType::Tensor { shape, .. } => shape.to_vec(),
+                            _ => Vec::new(),
+                        };
+                        OutputInfo::new(o.name(), &shape)
+                    })
+                    .collect();
+                let layout = DetectorLayout::recognize(&input_shape, &outputs).map_err(|e| {
+                    gst::error_msg!(
+                        gst::StreamError::Format,
+                        ["Face detector '{}': {}", path.display(), e]
+                    )
+                })?;
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "Face detector {} is {layout}",
+                    path.display()
+                );
+                let input = vec![0.0; layout.preprocess().tensor_len()];
+                let output_names = outputs.iter().map(|o| o.name.clone()).collect();
+                Finder::Onnx(Box::new(OnnxDetector {
+                    session,
+                    input_name,
+                    output_names,
+                    layout,
+                    input,
+                }))
+            }
+        })
+    }
+
+    /// The faces of one frame, before tracking.
+    fn detect(
+        &self,
+        state: &mut State,
+        data: &[u8],
+        layout: &FrameLayout,
+        buffer: &gst::BufferRef,
+    ) -> Result<Vec<Detection>, String> {
+        let (w, h) = (layout.width as f32, layout.height as f32);
+        match &mut state.finder {
+            Finder::Upstream => Ok(crate::meta::faces(buffer)
+                .into_iter()
+                .map(|f| Detection {
+                    bbox: f.bbox,
+                    score: f.score,
+                    landmarks: f.landmarks,
+                })
+                .collect()),
+            Finder::FullFrame { region } => Ok(vec![Detection {
+                bbox: region.unwrap_or([0.0, 0.0, w, h]),
+                score: 1.0,
+                landmarks: None,
+            }]),
+            Finder::Haar(detector) => {
+                pixels::to_grey(data, layout, &mut state.grey).map_err(|e| e.to_string())?;
+                let faces = detector
+                    .detect_grey(&state.grey, layout.width, layout.height, layout.width)
+                    .map_err(|e| e.to_string())?;
+                // Haar's score only ranks faces; its neighbour count already filtered them.
+                let dets = faces.iter().map(|f| f.to_detection()).collect();
+                Ok(nms(
+                    dets,
+                    state.detect_params.nms_iou,
+                    state.detect_params.max_faces,
+                ))
+            }
+            Finder::Onnx(det) => {
+                let rgb: &[u8] = if layout.is_rgb() {
+                    &data[layout.offsets[0]..]
+                } else {
+                    pixels::to_rgb(data, layout, &mut state.rgb).map_err(|e| e.to_string())?;
+                    &state.rgb
+                };
+                let stride = if layout.is_rgb() {
+                    layout.strides[0]
+                } else {
+                    layout.width * 3
+                };
+                let pre = det.layout.preprocess();
+                let letterbox = pre
+                    .letterbox(layout.width, layout.height)
+                    .map_err(|e| e.to_string())?;
+                pre.fill_nchw(rgb, stride, &letterbox, &mut det.input)
+                    .map_err(|e| e.to_string())?;
+                let shape = [1usize, 3, pre.input_height, pre.input_width];
+                let tensor = ort::value::TensorRef::from_array_view((shape, det.input.as_slice()))
+                    .map_err(|e| format!("cannot make the detector input: {e}"))?;
+                let outputs = det
+                    .session
+                    .run(ort::inputs![det.input_name.as_str() => tensor])
+                    .map_err(|e| format!("face detector run failed: {e}"))?;
+                let mut owned: Vec<(&str, Vec<usize>, &[f32])> = Vec::new();
+                for name in &det.output_names {
+                    let value = outputs
+                        .get(name.as_str())
+                        .ok_or_else(|| format!("detector output '{name}' is missing"))?;
+                    let (shape, values) = value
+                        .try_extract_tensor::<f32>()
+                        .map_err(|e| format!("detector output '{name}' is not f32: {e}"))?;
+                    owned.push((
+                        name.as_str(),
+                        shape.iter().map(|&d| d.max(0) as usize).collect(),
+                        values,
+                    ));
+                }
+                let views: Vec<TensorView<'_>> = owned
+                    .iter()
+                    .map(|(n, s, v)| TensorView::new(n, s, v))
+                    .collect();
+                det.layout
+                    .detect(&views, &letterbox, &state.detect_params)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Detection (every `detect-interval` frames) and tracking for one frame.
+    fn track(
+        &self,
+        state: &mut State,
+        data: &[u8],
+        layout: &FrameLayout,
+        buffer: &gst::BufferRef,
+        interval: u32,
+    ) -> Result<Vec<TrackedFace>, gst::FlowError> {
+        // Upstream faces and fixed regions are known on every frame.
+        let every_frame = matches!(state.finder, Finder::Upstream | Finder::FullFrame { .. });
+        let run = every_frame || state.frame_index % interval.max(1) as u64 == 0;
+        state.frame_index += 1;
+        if !run {
+            return Ok(state.tracker.predict());
+        }
+        let detections = self.detect(state, data, layout, buffer).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Face detection failed: {}", e)
+            );
+            gst::FlowError::Error
+        })?;
+        gst::trace!(CAT, imp = self, "{} detections", detections.len());
+        Ok(state.tracker.update(&detections))
+    }
+
+    /// The track crop mode follows: `track-id` if set, else the largest face of the frame.
+    fn chosen<'a>(faces: &'a [TrackedFace], track_id: i64) -> Option<&'a TrackedFace> {
+        if track_id >= 0 {
+            return faces.iter().find(|f| f.id == track_id as u64);
+        }
+        faces.iter().max_by(|a, b| {
+            let area = |f: &TrackedFace| (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]);
+            area(a).total_cmp(&area(b))
+        })
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for AffectFaceCrop {
+    const NAME: &'static str = "GstAffectFaceCrop";
+    type Type = super::AffectFaceCrop;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for AffectFaceCrop {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecEnum::builder_with_default("mode", Mode::Annotate)
+                    .nick("Mode")
+                    .blurb("annotate: pass the video through with face metadata; crop: output the aligned crop of one face")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("detector", DetectorKind::Haar)
+                    .nick("Detector")
+                    .blurb("Where faces come from")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("detector-model")
+                    .nick("Detector model")
+                    .blurb("ONNX face detector file (YuNet, SCRFD or UltraFace layout) for detector=onnx")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("haar-cascade")
+                    .nick("Haar cascade")
+                    .blurb("OpenCV Haar cascade XML for detector=haar")
+                    .default_value(Some(DEFAULT_HAAR_CASCADE))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("region")
+                    .nick("Region")
+                    .blurb("x,y,w,h of the face for detector=full-frame (empty: the whole frame)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("detect-interval")
+                    .nick("Detect interval")
+                    .blurb("Run the detector every N frames and track in between")
+                    .minimum(1)
+                    .default_value(DEFAULT_DETECT_INTERVAL)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("score-threshold")
+                    .nick("Score threshold")
+                    .blurb("Minimum detector score of a face (ONNX detectors)")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_SCORE_THRESHOLD)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("nms-iou")
+                    .nick("NMS IoU")
+                    .blurb("Overlap above which the weaker of two faces is suppressed")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_NMS_IOU)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-faces")
+                    .nick("Maximum faces")
+                    .blurb("Keep at most this many faces per frame, the most confident")
+                    .minimum(1)
+                    .default_value(DEFAULT_MAX_FACES)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("min-face-size")
+                    .nick("Minimum face size")
+                    .blurb("Smallest face width/height in pixels")
+                    .default_value(DEFAULT_MIN_FACE_SIZE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("haar-min-neighbors")
+                    .nick("Haar minimum neighbours")
+                    .blurb("Raw Haar windows a face needs (higher: fewer false faces)")
+                    .default_value(DEFAULT_HAAR_MIN_NEIGHBORS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("track-iou")
+                    .nick("Tracking IoU")
+                    .blurb("Minimum overlap of a face with a track to continue it")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_TRACK_IOU)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("track-min-hits")
+                    .nick("Track birth hits")
+                    .blurb("Consecutive detections before a new face is reported (detector frames)")
+                    .minimum(1)
+                    .default_value(DEFAULT_TRACK_MIN_HITS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("track-max-misses")
+                    .nick("Track timeout")
+                    .blurb("Detector frames a face may be missed and keep its track id")
+                    .default_value(DEFAULT_TRACK_MAX_MISSES)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("crop-size")
+                    .nick("Crop size")
+                    .blurb("Side in pixels of the aligned crop (mode=crop)")
+                    .minimum(16)
+                    .maximum(4096)
+                    .default_value(DEFAULT_CROP_SIZE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt64::builder("track-id")
+                    .nick("Track id")
+                    .blurb("Track to crop in mode=crop (-1: the largest face of each frame)")
+                    .minimum(-1)
+                    .default_value(DEFAULT_TRACK_ID)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("box-margin")
+                    .nick("Box margin")
+                    .blurb("Relative margin around the box of a face without landmarks (mode=crop)")
+                    .minimum(0.0)
+                    .maximum(4.0)
+                    .default_value(DEFAULT_BOX_MARGIN)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("no-face", NoFace::Drop)
+                    .nick("No face")
+                    .blurb("What mode=crop outputs for a frame without the face")
+                    .mutable_playing()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        let path = |v: &glib::Value| {
+            v.get::<Option<String>>()
+                .expect("type checked upstream")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        };
+        match pspec.name() {
+            "mode" => s.mode = value.get().expect("type checked upstream"),
+            "detector" => s.detector = value.get().expect("type checked upstream"),
+            "detector-model" => s.detector_model = path(value),
+            "haar-cascade" => {
+                s.haar_cascade = path(value).unwrap_or_else(|| DEFAULT_HAAR_CASCADE.into())
+            }
+            "region" => s.region = value.get().expect("type checked upstream"),
+            "detect-interval" => s.detect_interval = value.get().expect("type checked upstream"),
+            "score-threshold" => s.score_threshold = value.get().expect("type checked upstream"),
+            "nms-iou" => s.nms_iou = value.get().expect("type checked upstream"),
+            "max-faces" => s.max_faces = value.get().expect("type checked upstream"),
+            "min-face-size" => s.min_face_size = value.get().expect("type checked upstream"),
+            "haar-min-neighbors" => {
+                s.haar_min_neighbors = value.get().expect("type checked upstream")
+            }
+            "track-iou" => s.track_iou = value.get().expect("type checked upstream"),
+            "track-min-hits" => s.track_min_hits = value.get().expect("type checked upstream"),
+            "track-max-misses" => s.track_max_misses = value.get().expect("type checked upstream"),
+            "crop-size" => s.crop_size = value.get().expect("type checked upstream"),
+            "track-id" => s.track_id = value.get().expect("type checked upstream"),
+            "box-margin" => s.box_margin = value.get().expect("type checked upstream"),
+            "no-face" => s.no_face = value.get().expect("type checked upstream"),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        match pspec.name() {
+            "mode" => s.mode.to_value(),
+            "detector" => s.detector.to_value(),
+            "detector-model" => path(&s.detector_model).to_value(),
+            "haar-cascade" => s.haar_cascade.display().to_string().to_value(),
+            "region" => s.region.to_value(),
+            "detect-interval" => s.detect_interval.to_value(),
+            "score-threshold" => s.score_threshold.to_value(),
+            "nms-iou" => s.nms_iou.to_value(),
+            "max-faces" => s.max_faces.to_value(),
+            "min-face-size" => s.min_face_size.to_value(),
+            "haar-min-neighbors" => s.haar_min_neighbors.to_value(),
+            "track-iou" => s.track_iou.to_value(),
+            "track-min-hits" => s.track_min_hits.to_value(),
+            "track-max-misses" => s.track_max_misses.to_value(),
+            "crop-size" => s.crop_size.to_value(),
+            "track-id" => s.track_id.to_value(),
+            "box-margin" => s.box_margin.to_value(),
+            "no-face" => s.no_face.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for AffectFaceCrop {}
+
+impl ElementImpl for AffectFaceCrop {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Affect face finder",
+                "Filter/Analyzer/Video",
+                "Finds, tracks and aligns faces: region-of-interest meta with landmarks, or aligned face crops",
+                "affect developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let sink = AffectFaceCrop::sink_caps();
+            let mut src = sink.clone();
+            src.merge(AffectFaceCrop::crop_caps(None));
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &src,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &sink,
+                )
+                .unwrap(),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl BaseTransformImpl for AffectFaceCrop {
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::Both;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let finder = self.load_finder(&settings)?;
+        // Faces from upstream or a fixed region are already decided: report them at once.
+        let immediate = matches!(finder, Finder::Upstream | Finder::FullFrame { .. });
+        let tracker = IouTracker::new(TrackerParams {
+            iou_threshold: settings.track_iou as f32,
+            min_hits: if immediate {
+                1
+            } else {
+                settings.track_min_hits
+            },
+            max_misses: settings.track_max_misses,
+            constant_velocity: true,
+        });
+        *self.state.lock().unwrap() = Some(State {
+            finder,
+            tracker,
+            detect_params: settings.detect_params(),
+            layout: None,
+            frame_index: 0,
+            rgb: Vec::new(),
+            grey: Vec::new(),
+            crop: Vec::new(),
+        });
+        self.obj().set_in_place(settings.mode == Mode::Annotate);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "Started: {:?} {:?}",
+            settings.mode,
+            settings.detector
+        );
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock().unwrap() = None;
+        Ok(())
+    }
+
+    fn transform_caps(
+        &self,
+        direction: gst::PadDirection,
+        caps: &gst::Caps,
+        filter: Option<&gst::Caps>,
+    ) -> Option<gst::Caps> {
+        let s = self.settings.lock().unwrap();
+        let other = match (s.mode, direction) {
+            (Mode::Annotate, _) => caps.clone(),
+            (Mode::Crop, dir) => {
+                let mut out = if dir == gst::PadDirection::Sink {
+                    Self::crop_caps(Some(s.crop_size))
+                } else {
+                    Self::sink_caps()
+                };
+                // Crops keep the frame rate of the video they come from.
+                if let Some(rate) = caps
+                    .structure(0)
+                    .and_then(|st| st.value("framerate").ok().cloned())
+                {
+                    out.make_mut().set_value("framerate", rate.try_into().ok()?);
+                }
+                out
+            }
+        };
+        Some(match filter {
+            Some(f) => f.intersect_with_mode(&other, gst::CapsIntersectMode::First),
+            None => other,
+        })
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "Cannot parse input caps {}", incaps))?;
+        let layout = frame_layout(&info)
+            .ok_or_else(|| gst::loggable_error!(CAT, "Unsupported format {:?}", info.format()))?;
+        let mut guard = self.state.lock().unwrap();
+        let state = guard
+            .as_mut()
+            .ok_or_else(|| gst::loggable_error!(CAT, "Caps before start"))?;
+        if state
+            .layout
+            .is_some_and(|l| l.width != layout.width || l.height != layout.height)
+        {
+            // Boxes of the old resolution mean nothing in the new one.
+            gst::info!(CAT, imp = self, "Resolution changed: tracks reset");
+            state.tracker.reset();
+        }
+        state.layout = Some(layout);
+        gst::debug!(CAT, imp = self, "Configured {incaps} -> {outcaps}");
+        Ok(())
+    }
+
+    fn unit_size(&self, caps: &gst::Caps) -> Option<usize> {
+        gst_video::VideoInfo::from_caps(caps)
+            .map(|info| info.size())
+            .ok()
+    }
+
+    fn transform_meta<'a>(
+        &self,
+        outbuf: &mut gst::BufferRef,
+        meta: gst::MetaRef<'a, gst::Meta>,
+        inbuf: &'a gst::BufferRef,
+    ) -> bool {
+        // A crop has its own face meta; the frame's faces would sit at frame coordinates.
+        if self.settings.lock().unwrap().mode == Mode::Crop
+            && meta.downcast_ref::<VideoRegionOfInterestMeta>().is_some()
+        {
+            return false;
+        }
+        self.parent_transform_meta(outbuf, meta, inbuf)
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::FlushStop(_) = event.view()
+            && let Some(state) = self.state.lock().unwrap().as_mut()
+        {
+            // After a seek the faces are wherever the new position has them.
+            state.tracker.reset();
+            state.frame_index = 0;
+        }
+        self.parent_sink_event(event)
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (interval, upstream) = {
+            let s = self.settings.lock().unwrap();
+            (s.detect_interval, s.detector == DetectorKind::Upstream)
+        };
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let base = state.layout.ok_or(gst::FlowError::NotNegotiated)?;
+        let layout = buffer_layout(&base, buf);
+        let tracked = {
+            let map = buf.map_readable().map_err(|_| {
+                gst::element_imp_error!(self, gst::CoreError::Failed, ("Cannot map the frame"));
+                gst::FlowError::Error
+            })?;
+            self.track(state, map.as_slice(), &layout, buf, interval)?
+        };
+        drop(guard);
+        let (fw, fh) = (layout.width as u32, layout.height as u32);
+        if upstream {
+            // Upstream faces keep their box and their other parameters; the track id and
+            // the `affect-face` parameters are ours. ROI meta parameters cannot be edited in
+            // place, so each face meta is replaced.
+            let mut upstream_faces = Vec::new();
+            buf.foreach_meta_mut(|mut meta| {
+                if let Some(roi) = meta.downcast_ref::<VideoRegionOfInterestMeta>()
+                    && let Some(face) = Face::from_meta(roi)
+                {
+                    let others: Vec<gst::Structure> = roi
+                        .params()
+                        .filter(|p| p.name() != crate::meta::FACE_PARAMS)
+                        .map(|p| p.to_owned())
+                        .collect();
+                    upstream_faces.push((roi.rect(), others, face));
+                    return std::ops::ControlFlow::Continue(
+                        gst::buffer::BufferMetaForeachAction::Remove,
+                    );
+                }
+                std::ops::ControlFlow::Continue(gst::buffer::BufferMetaForeachAction::Keep)
+            });
+            for (rect, others, face) in upstream_faces {
+                let track = tracked
+                    .iter()
+                    .filter(|t| t.frames_since_detection == 0)
+                    .max_by(|a, b| iou(&a.bbox, &face.bbox).total_cmp(&iou(&b.bbox, &face.bbox)));
+                let face = Face {
+                    track_id: track.map_or(face.track_id, |t| t.id),
+                    ..face
+                };
+                let mut meta =
+                    VideoRegionOfInterestMeta::add(buf, crate::meta::FACE_ROI_TYPE, rect);
+                meta.set_id(i32::try_from(face.track_id).unwrap_or(i32::MAX));
+                for p in others {
+                    meta.add_param(p);
+                }
+                meta.add_param(face.params());
+            }
+        } else {
+            for t in &tracked {
+                Face {
+                    bbox: t.bbox,
+                    track_id: t.id,
+                    score: t.score,
+                    landmarks: t.landmarks,
+                }
+                .attach(buf, fw, fh);
+            }
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn transform(
+        &self,
+        inbuf: &gst::Buffer,
+        outbuf: &mut gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (interval, track_id, margin, no_face, size) = {
+            let s = self.settings.lock().unwrap();
+            (
+                s.detect_interval,
+                s.track_id,
+                s.box_margin as f32,
+                s.no_face,
+                s.crop_size,
+            )
+        };
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let base = state.layout.ok_or(gst::FlowError::NotNegotiated)?;
+        let layout = buffer_layout(&base, inbuf);
+        let map = inbuf.map_readable().map_err(|_| {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ("Cannot map the frame"));
+            gst::FlowError::Error
+        })?;
+        let data = map.as_slice();
+        let tracked = self.track(state, data, &layout, inbuf, interval)?;
+        let Some(face) = Self::chosen(&tracked, track_id).copied() else {
+            if no_face == NoFace::Drop {
+                return Ok(gst_base::BASE_TRANSFORM_FLOW_DROPPED);
+            }
+            let mut omap = outbuf.map_writable().map_err(|_| gst::FlowError::Error)?;
+            omap.as_mut_slice().fill(0);
+            return Ok(gst::FlowSuccess::Ok);
+        };
+
+        let (src, stride): (&[u8], usize) = if layout.is_rgb() {
+            (&data[layout.offsets[0]..], layout.strides[0])
+        } else {
+            pixels::to_rgb(data, &layout, &mut state.rgb).map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));
+                gst::FlowError::Error
+            })?;
+            (&state.rgb, layout.width * 3)
+        };
+        let image =
+            RgbImage::new(src, layout.width as u32, layout.height as u32, stride).map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));
+                gst::FlowError::Error
+            })?;
+        let transform = match face.landmarks {
+            Some(l) => align::Similarity::to_arcface(&l, size),
+            None => {
+                let b = face.bbox;
+                align::box_crop_transform([b[0], b[1], b[2] - b[0], b[3] - b[1]], margin, size)
+            }
+        };
+        let crop_landmarks = transform.as_ref().ok().map(|t| {
+            face.landmarks
+                .map(|l| l.map(|p| t.apply(p)))
+                .unwrap_or_else(|| align::arcface_template(size))
+        });
+        let row = size as usize * 3;
+        state.crop.resize(row * size as usize, 0);
+        transform
+            .and_then(|t| align::warp_rgb8(&image, &t.affine(), &mut state.crop, size, size))
+            .map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("Face alignment failed: {}", e)
+                );
+                gst::FlowError::Error
+            })?;
+        drop(map);
+        {
+            let mut omap = outbuf.map_writable().map_err(|_| gst::FlowError::Error)?;
+            let out = omap.as_mut_slice();
+            // RGB rows of the output are padded to 4 bytes.
+            let out_stride = out.len() / size as usize;
+            for (dst, src) in out
+                .chunks_exact_mut(out_stride)
+                .zip(state.crop.chunks_exact(row))
+            {
+                dst[..row].copy_from_slice(src);
+            }
+        }
+        // The crop is the face: downstream analysis reads it whole, aligned.
+        Face {
+            bbox: [0.0, 0.0, size as f32, size as f32],
+            track_id: face.id,
+            score: face.score,
+            landmarks: if face.landmarks.is_some() {
+                crop_landmarks
+            } else {
+                None
+            },
+        }
+        .attach(outbuf, size, size);
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
