@@ -4,8 +4,13 @@
 //! (spectrogram, labels, the model contract) is the same code a pipeline runs, and all of it is
 //! unit-tested without a media framework.
 
+pub mod align;
 pub mod contract;
+pub mod detect;
 pub mod labels;
 pub mod melspec;
+pub mod metrics;
+pub mod pixels;
 #[doc(hidden)]
 pub mod testutil;
+pub mod track;

@@ -16,7 +16,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use realfft::num_complex::Complex32;
+use realfft::num_complex::Complex64;
 use realfft::{RealFftPlanner, RealToComplex};
 
 /// Frequency scale used to place the mel filters.
@@ -337,16 +337,18 @@ pub fn padded_window(cfg: &MelConfig) -> Vec<f32> {
 }
 
 /// A planned log-mel spectrogram: FFT plan, window and filter bank made once, no allocation
-/// per frame.
+/// per frame. The transform and the mel sums run in f64: bands far below a frame's loudest
+/// ones sit near the log offset, where single-precision FFT round-off alone moves the log
+/// value by more than 1e-3.
 pub struct MelSpectrogram {
     cfg: MelConfig,
     window: Vec<f32>,
     filters: Vec<MelFilter>,
-    fft: Arc<dyn RealToComplex<f32>>,
-    frame: Vec<f32>,
-    spectrum: Vec<Complex32>,
-    scratch: Vec<Complex32>,
-    power: Vec<f32>,
+    fft: Arc<dyn RealToComplex<f64>>,
+    frame: Vec<f64>,
+    spectrum: Vec<Complex64>,
+    scratch: Vec<Complex64>,
+    power: Vec<f64>,
 }
 
 impl fmt::Debug for MelSpectrogram {
@@ -360,7 +362,7 @@ impl fmt::Debug for MelSpectrogram {
 impl MelSpectrogram {
     pub fn new(cfg: MelConfig) -> Result<Self, MelError> {
         cfg.validate()?;
-        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(cfg.n_fft);
+        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(cfg.n_fft);
         let spectrum = fft.make_output_vec();
         let scratch = fft.make_scratch_vec();
         Ok(Self {
@@ -405,7 +407,7 @@ impl MelSpectrogram {
 
     fn frame_unchecked(&mut self, samples: &[f32], out: &mut [f32]) {
         for ((dst, &s), &w) in self.frame.iter_mut().zip(samples).zip(&self.window) {
-            *dst = s * w;
+            *dst = s as f64 * w as f64;
         }
         // Lengths are fixed by construction, so the transform cannot fail.
         self.fft
@@ -416,16 +418,20 @@ impl MelSpectrogram {
                 *p = c.re * c.re + c.im * c.im;
             }
         } else {
-            let exponent = self.cfg.power as f32;
+            let exponent = self.cfg.power;
             for (p, c) in self.power.iter_mut().zip(&self.spectrum) {
                 *p = (c.re * c.re + c.im * c.im).sqrt().powf(exponent);
             }
         }
-        let offset = self.cfg.log_offset as f32;
+        let offset = self.cfg.log_offset;
         for (o, filter) in out.iter_mut().zip(&self.filters) {
             let bins = &self.power[filter.first_bin..filter.first_bin + filter.weights.len()];
-            let energy: f32 = bins.iter().zip(&filter.weights).map(|(p, w)| p * w).sum();
-            *o = (energy + offset).ln();
+            let energy: f64 = bins
+                .iter()
+                .zip(&filter.weights)
+                .map(|(p, &w)| p * w as f64)
+                .sum();
+            *o = (energy + offset).ln() as f32;
         }
     }
 
