@@ -108,10 +108,10 @@ fn analyse(path: &Path) -> Result<Spectrogram, String> {
     };
     let result = loop {
         // Errors are checked between samples so a failing pipeline never blocks the loop.
-        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(e) = msg.view() {
-                break Err(format!("{} ({:?})", e.error(), e.debug()));
-            }
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
+            && let gst::MessageView::Error(e) = msg.view()
+        {
+            break Err(format!("{} ({:?})", e.error(), e.debug()));
         }
         match sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
             Some(sample) => {

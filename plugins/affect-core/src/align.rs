@@ -252,6 +252,13 @@ const SUBPIXEL_BITS: i32 = 5;
 const SUBPIXEL: i32 = 1 << SUBPIXEL_BITS;
 const SUBPIXEL_MASK: i32 = SUBPIXEL - 1;
 
+/// `floor(v)` for |v| < 2^31 without a libm call (truncation, corrected for negatives).
+#[inline]
+fn floor_i32(v: f64) -> i32 {
+    let t = v as i32;
+    t - ((v < t as f64) as i32)
+}
+
 /// Warps `src` into the packed RGB8 `out` of `out_width` x `out_height` pixels with the map
 /// `frame_to_crop` (bilinear, out-of-frame neighbours = 0). Allocates nothing.
 pub fn warp_rgb8(
@@ -284,22 +291,26 @@ pub fn warp_rgb8(
         [data[i] as u32, data[i + 1] as u32, data[i + 2] as u32]
     };
     let scale = SUBPIXEL as f64;
+    let s = SUBPIXEL as u32;
+    let half = 1u32 << (2 * SUBPIXEL_BITS - 1);
     for (row, out_row) in out[..needed]
         .chunks_exact_mut(out_width as usize * 3)
         .enumerate()
     {
         let y = row as f64;
-        let (row_x, row_y) = (b * y + c, e * y + f);
+        // Source position in 1/32 pixel, plus one half step so that flooring rounds.
+        let (row_x, row_y) = ((b * y + c) * scale + 0.5, (e * y + f) * scale + 0.5);
+        let (step_x, step_y) = (a * scale, d * scale);
         for (col, px) in out_row.chunks_exact_mut(3).enumerate() {
             let x = col as f64;
-            let sx = ((a * x + row_x) * scale).round();
-            let sy = ((d * x + row_y) * scale).round();
-            // Far outside the frame (or not finite): black, and no i32 overflow below.
+            let sx = step_x * x + row_x;
+            let sy = step_y * x + row_y;
+            // Far outside the frame (or not finite): black, and no overflow below.
             if !(sx.abs() < 1e9 && sy.abs() < 1e9) {
                 px.fill(0);
                 continue;
             }
-            let (qx, qy) = (sx as i32, sy as i32);
+            let (qx, qy) = (floor_i32(sx), floor_i32(sy));
             let (x0, y0) = (qx >> SUBPIXEL_BITS, qy >> SUBPIXEL_BITS);
             if x0 < -1 || y0 < -1 || x0 >= w || y0 >= h {
                 px.fill(0);
@@ -307,29 +318,33 @@ pub fn warp_rgb8(
             }
             let fx = (qx & SUBPIXEL_MASK) as u32;
             let fy = (qy & SUBPIXEL_MASK) as u32;
-            let s = SUBPIXEL as u32;
             let weights = [(s - fx) * (s - fy), fx * (s - fy), (s - fx) * fy, fx * fy];
-            let inside = x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h;
-            let taps = if inside {
+            if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
                 let i00 = y0 as usize * stride + x0 as usize * 3;
                 let i10 = i00 + stride;
-                let p = |i: usize| [data[i] as u32, data[i + 1] as u32, data[i + 2] as u32];
-                [p(i00), p(i00 + 3), p(i10), p(i10 + 3)]
+                let top = &data[i00..i00 + 6];
+                let bottom = &data[i10..i10 + 6];
+                for ch in 0..3 {
+                    let acc = weights[0] * top[ch] as u32
+                        + weights[1] * top[ch + 3] as u32
+                        + weights[2] * bottom[ch] as u32
+                        + weights[3] * bottom[ch + 3] as u32;
+                    px[ch] = ((acc + half) >> (2 * SUBPIXEL_BITS)) as u8;
+                }
             } else {
-                [
+                let taps = [
                     pixel(x0, y0),
                     pixel(x0 + 1, y0),
                     pixel(x0, y0 + 1),
                     pixel(x0 + 1, y0 + 1),
-                ]
-            };
-            let half = 1u32 << (2 * SUBPIXEL_BITS - 1);
-            for (ch, o) in px.iter_mut().enumerate() {
-                let acc = weights[0] * taps[0][ch]
-                    + weights[1] * taps[1][ch]
-                    + weights[2] * taps[2][ch]
-                    + weights[3] * taps[3][ch];
-                *o = ((acc + half) >> (2 * SUBPIXEL_BITS)) as u8;
+                ];
+                for (ch, o) in px.iter_mut().enumerate() {
+                    let acc = weights[0] * taps[0][ch]
+                        + weights[1] * taps[1][ch]
+                        + weights[2] * taps[2][ch]
+                        + weights[3] * taps[3][ch];
+                    *o = ((acc + half) >> (2 * SUBPIXEL_BITS)) as u8;
+                }
             }
         }
     }

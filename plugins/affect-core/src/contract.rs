@@ -155,6 +155,46 @@ pub struct FaceSpec {
     pub box_margin: f32,
 }
 
+impl FaceSpec {
+    /// The map from frame pixels to this model's crop for a face with box `[x1, y1, x2, y2]`
+    /// and, when known, its 5 landmarks. A landmark model given a face without landmarks gets
+    /// the box crop (with the model's box margin): the nearest framing there is.
+    pub fn crop_transform(
+        &self,
+        bbox: [f32; 4],
+        landmarks: Option<&[[f32; 2]; 5]>,
+    ) -> Result<crate::align::Similarity, crate::align::AlignError> {
+        match (self.alignment, landmarks) {
+            (Alignment::ArcFace5Point, Some(l)) => {
+                crate::align::Similarity::to_arcface(l, self.width.min(self.height))
+            }
+            _ => crate::align::box_crop_transform(
+                [bbox[0], bbox[1], bbox[2] - bbox[0], bbox[3] - bbox[1]],
+                self.box_margin,
+                self.width.min(self.height),
+            ),
+        }
+    }
+
+    /// Fills a `[3, H, W]` tensor from a packed RGB8 crop of this size: `(v / 255 - mean) /
+    /// std` per channel, the normalisation the model was trained with.
+    pub fn normalize_into(&self, crop: &[u8], out: &mut [f32]) {
+        let plane = (self.width * self.height) as usize;
+        debug_assert_eq!(crop.len(), plane * 3);
+        debug_assert_eq!(out.len(), plane * 3);
+        for c in 0..3 {
+            let scale = 1.0 / (255.0 * self.std[c]);
+            let shift = self.mean[c] / self.std[c];
+            for (o, px) in out[c * plane..(c + 1) * plane]
+                .iter_mut()
+                .zip(crop.chunks_exact(3))
+            {
+                *o = px[c] as f32 * scale - shift;
+            }
+        }
+    }
+}
+
 /// Audio input of a model: the spectrogram it was trained on and the window length.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AudioSpec {
@@ -695,6 +735,28 @@ mod tests {
         assert_eq!(back, c);
         let (i, o) = full_io();
         c.check_io(&i, &o).unwrap();
+    }
+
+    #[test]
+    fn normalisation_is_per_channel_chw() {
+        let spec = FaceSpec {
+            height: 2,
+            width: 2,
+            mean: [0.5, 0.25, 0.0],
+            std: [0.5, 0.25, 1.0],
+            alignment: Alignment::Box,
+            box_margin: 0.0,
+        };
+        let crop: Vec<u8> = (0..12).map(|i| (i * 20) as u8).collect();
+        let mut out = vec![0.0; 12];
+        spec.normalize_into(&crop, &mut out);
+        for p in 0..4 {
+            for c in 0..3 {
+                let v = crop[p * 3 + c] as f32 / 255.0;
+                let want = (v - spec.mean[c]) / spec.std[c];
+                assert!((out[c * 4 + p] - want).abs() < 1e-6);
+            }
+        }
     }
 
     #[test]

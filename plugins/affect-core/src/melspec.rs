@@ -548,6 +548,130 @@ impl StreamingMelSpectrogram {
     }
 }
 
+/// Spectrogram frames of a live stream, kept by time, from which the window of `T` frames that
+/// ends at a video frame's time is cut: the last frame is the latest one that ends (start +
+/// `n_fft` samples) at or before that time, the earlier ones follow at `hop` steps, and slots
+/// with no frame hold the log-mel value of silence. This is the window a model is trained on
+/// (frames before the start of a recording are silence too).
+#[derive(Clone, Debug)]
+pub struct MelRing {
+    n_mels: usize,
+    hop_ns: f64,
+    n_fft_ns: u64,
+    capacity: usize,
+    starts: std::collections::VecDeque<u64>,
+    values: std::collections::VecDeque<f32>,
+}
+
+/// What a cut window held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowFill {
+    /// Slots filled with real frames (the rest are silence).
+    pub filled: usize,
+}
+
+impl MelRing {
+    /// A ring for spectrograms of `cfg` that keeps at most `capacity` frames.
+    pub fn new(cfg: &MelConfig, capacity: usize) -> Self {
+        let ns = |samples: usize| samples as f64 * 1e9 / cfg.sample_rate as f64;
+        Self {
+            n_mels: cfg.n_mels,
+            hop_ns: ns(cfg.hop_length),
+            n_fft_ns: ns(cfg.n_fft).round() as u64,
+            capacity: capacity.max(1),
+            starts: std::collections::VecDeque::with_capacity(capacity),
+            values: std::collections::VecDeque::with_capacity(capacity * cfg.n_mels),
+        }
+    }
+
+    pub fn n_mels(&self) -> usize {
+        self.n_mels
+    }
+
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.starts.clear();
+        self.values.clear();
+    }
+
+    /// Adds one frame that starts at `start_ns`; frames arrive in time order (an older one
+    /// means the stream restarted: the ring is cleared first). The oldest frame is dropped
+    /// when the ring is full.
+    pub fn push(&mut self, start_ns: u64, frame: &[f32]) {
+        debug_assert_eq!(frame.len(), self.n_mels);
+        if self.starts.back().is_some_and(|&last| start_ns < last) {
+            self.clear();
+        }
+        if self.starts.len() == self.capacity {
+            self.starts.pop_front();
+            self.values.drain(..self.n_mels);
+        }
+        self.starts.push_back(start_ns);
+        self.values.extend(frame);
+    }
+
+    /// End time (start + FFT frame) of the newest frame.
+    pub fn latest_end(&self) -> Option<u64> {
+        self.starts.back().map(|s| s + self.n_fft_ns)
+    }
+
+    /// Whether every frame that ends at or before `time_ns` has arrived: the next frame after
+    /// the newest would end later than `time_ns`.
+    pub fn covers(&self, time_ns: u64) -> bool {
+        self.latest_end()
+            .is_some_and(|end| end as f64 + self.hop_ns > time_ns as f64)
+    }
+
+    /// Writes the `frames`-frame window ending at `time_ns` into `out` (`frames * n_mels`
+    /// values, frame-major), `silence` where no frame is.
+    pub fn window(&self, time_ns: u64, frames: usize, silence: f32, out: &mut [f32]) -> WindowFill {
+        let n = self.n_mels;
+        debug_assert_eq!(out.len(), frames * n);
+        out.fill(silence);
+        // The newest frame that has ended by `time_ns`.
+        let last = self
+            .starts
+            .iter()
+            .rposition(|&s| s + self.n_fft_ns <= time_ns);
+        let Some(last) = last else {
+            return WindowFill { filled: 0 };
+        };
+        let last_start = self.starts[last] as f64;
+        let mut filled = 0;
+        for (i, &start) in self.starts.iter().enumerate().take(last + 1).rev() {
+            // Slot by time, so a gap in the audio stays a gap (silence) in the window.
+            let back = ((last_start - start as f64) / self.hop_ns).round() as usize;
+            if back >= frames {
+                break;
+            }
+            let slot = frames - 1 - back;
+            for (k, v) in out[slot * n..(slot + 1) * n].iter_mut().enumerate() {
+                *v = self.values[i * n + k];
+            }
+            filled += 1;
+        }
+        WindowFill { filled }
+    }
+
+    /// Forgets frames that ended before `time_ns` minus `keep_frames` hops (no future window
+    /// can reach them).
+    pub fn prune_before(&mut self, time_ns: u64, keep_frames: usize) {
+        let horizon =
+            time_ns as f64 - (keep_frames as f64 + 1.0) * self.hop_ns - self.n_fft_ns as f64;
+        while self.starts.front().is_some_and(|&s| (s as f64) < horizon) {
+            self.starts.pop_front();
+            self.values.drain(..self.n_mels);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,6 +802,63 @@ mod tests {
         stream.push(&signal[1000..], &mut out);
         let reference = MelSpectrogram::new(cfg).unwrap().compute(&signal[1000..]);
         assert_eq!(out, reference);
+    }
+
+    #[test]
+    fn ring_window_matches_offline_framing() {
+        // Offline: frame k starts at sample k * hop; the window ending at time t holds the T
+        // frames up to the last one ending by t.
+        let cfg = MelConfig::default();
+        let signal = lcg_noise(16000, 11);
+        let offline = MelSpectrogram::new(cfg.clone()).unwrap().compute(&signal);
+        let n_frames = offline.len() / 64;
+        let base_ns = 5_000_000_000u64;
+        let mut ring = MelRing::new(&cfg, 1000);
+        for k in 0..n_frames {
+            ring.push(
+                base_ns + k as u64 * 10_000_000,
+                &offline[k * 64..(k + 1) * 64],
+            );
+        }
+        let silence = (1e-6f32).ln();
+        let t_frames = 20;
+        let mut out = vec![0.0; t_frames * 64];
+        // 0.5 s after the start: the last frame ending by then starts at 0.468 s (k = 46).
+        let fill = ring.window(base_ns + 500_000_000, t_frames, silence, &mut out);
+        assert_eq!(fill.filled, t_frames);
+        assert_eq!(&out[..], &offline[27 * 64..47 * 64]);
+        // 0.1 s: frames 0..=6 end by then; the first 13 slots are silence.
+        let fill = ring.window(base_ns + 100_000_000, t_frames, silence, &mut out);
+        assert_eq!(fill.filled, 7);
+        assert!(out[..13 * 64].iter().all(|&v| v == silence));
+        assert_eq!(&out[13 * 64..], &offline[..7 * 64]);
+        // Before any frame ends: all silence.
+        let fill = ring.window(base_ns + 10_000_000, t_frames, silence, &mut out);
+        assert_eq!(fill.filled, 0);
+        assert!(ring.covers(base_ns + 500_000_000));
+        assert!(!ring.covers(base_ns + 10_000_000_000));
+    }
+
+    #[test]
+    fn ring_keeps_gaps_as_silence_and_prunes() {
+        let cfg = MelConfig::default();
+        let mut ring = MelRing::new(&cfg, 100);
+        let frame = |v: f32| vec![v; 64];
+        // Frames at 0, 10, 20 ms, then a gap, then 60, 70 ms.
+        for (i, t) in [0u64, 10, 20, 60, 70].iter().enumerate() {
+            ring.push(t * 1_000_000, &frame(i as f32));
+        }
+        let mut out = vec![0.0; 8 * 64];
+        // Ending at 102 ms: the last frame ending by then starts at 70 ms.
+        let fill = ring.window(102_000_000, 8, -1.0, &mut out);
+        assert_eq!(fill.filled, 5);
+        let slot_values: Vec<f32> = out.chunks(64).map(|c| c[0]).collect();
+        assert_eq!(slot_values, vec![0.0, 1.0, 2.0, -1.0, -1.0, -1.0, 3.0, 4.0]);
+        ring.prune_before(102_000_000, 2);
+        assert_eq!(ring.len(), 2);
+        // An older frame means the stream restarted.
+        ring.push(0, &frame(9.0));
+        assert_eq!(ring.len(), 1);
     }
 
     #[test]

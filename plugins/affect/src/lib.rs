@@ -1,20 +1,25 @@
 //! GStreamer plugin `affect`: audio-visual affect analysis elements.
 //!
 //! - `affectfacecrop`: finds, tracks and aligns faces (region-of-interest meta or aligned crops).
+//! - `affectinfer`: multi-task audio-visual inference on every face, through ONNX Runtime.
 //! - `affectspectro`: raw audio to log-mel spectrogram frames (`audio/x-affect-melspec`).
 
 use gst::glib;
 
 mod facecrop;
+mod frame;
+mod infer;
 pub mod meta;
 pub mod session;
 mod spectro;
 
 pub use facecrop::AffectFaceCrop;
+pub use infer::AffectInfer;
 pub use spectro::AffectSpectro;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     facecrop::register(plugin)?;
+    infer::register(plugin)?;
     spectro::register(plugin)?;
     Ok(())
 }

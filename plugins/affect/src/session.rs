@@ -160,3 +160,464 @@ pub fn metadata(session: &Session) -> Result<BTreeMap<String, String>, String> {
         .filter_map(|k| meta.custom(&k).map(|v| (k, v)))
         .collect())
 }
+
+/// One face to run through a model: the normalised crop, the audio window when the model
+/// takes audio, and the track whose recurrent state it continues (for models with state).
+#[derive(Clone, Debug)]
+pub struct FaceRequest {
+    pub face: Vec<f32>,
+    pub audio: Option<Vec<f32>>,
+    pub track: Option<u64>,
+}
+
+/// What a model said of one face.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaceResult {
+    pub valence_arousal: [f32; 2],
+    pub au: Vec<f32>,
+    pub expression: Vec<f32>,
+}
+
+type Reply = std::sync::mpsc::Receiver<Result<Vec<FaceResult>, String>>;
+
+enum Message {
+    Run {
+        user: u64,
+        faces: Vec<FaceRequest>,
+        deadline: std::time::Instant,
+        reply: std::sync::mpsc::SyncSender<Result<Vec<FaceResult>, String>>,
+    },
+    /// These tracks of `user` ended: drop their recurrent state.
+    Forget { user: u64, tracks: Vec<u64> },
+    /// `user` stopped or flushed: drop all its state.
+    ForgetUser { user: u64 },
+}
+
+/// Counters of a shared model's worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModelStats {
+    pub batches: u64,
+    pub faces: u64,
+}
+
+/// A model opened once per process and file (and provider), shared by every element that
+/// uses it. Its session runs on a worker thread of its own, which gathers the faces of all
+/// its users into batches of up to the largest `batch-size` any user asked for, waiting at most
+/// until the earliest request's `max-latency` has passed.
+pub struct SharedModel {
+    pub path: std::path::PathBuf,
+    pub provider: Provider,
+    pub contract: affect_core::contract::ModelContract,
+    sender: std::sync::mpsc::Sender<Message>,
+    batch_limit: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    next_user: std::sync::atomic::AtomicU64,
+    stats: std::sync::Arc<std::sync::Mutex<ModelStats>>,
+}
+
+impl std::fmt::Debug for SharedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedModel")
+            .field("path", &self.path)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ModelKey {
+    path: std::path::PathBuf,
+    options: SessionOptions,
+}
+
+static REGISTRY: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<ModelKey, std::sync::Weak<SharedModel>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+static SESSIONS_OPENED: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, usize>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Inference sessions this process has opened on the model file `path` so far.
+pub fn sessions_opened(path: &Path) -> usize {
+    let Ok(path) = std::fs::canonicalize(path) else {
+        return 0;
+    };
+    SESSIONS_OPENED
+        .lock()
+        .unwrap()
+        .get(&path)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The shared model for `path` and `options`, opened and checked against the model contract
+/// on first use. `batch_size` raises the batch limit of an already open model.
+pub fn shared_model(
+    path: &Path,
+    options: &SessionOptions,
+    batch_size: usize,
+) -> Result<std::sync::Arc<SharedModel>, String> {
+    use std::sync::atomic::Ordering;
+    let canonical = std::fs::canonicalize(path)
+        .map_err(|e| format!("cannot read model file '{}': {e}", path.display()))?;
+    let key = ModelKey {
+        path: canonical.clone(),
+        options: options.clone(),
+    };
+    let mut registry = REGISTRY.lock().unwrap();
+    if let Some(model) = registry.get(&key).and_then(std::sync::Weak::upgrade) {
+        model
+            .batch_limit
+            .fetch_max(batch_size.max(1), Ordering::Relaxed);
+        return Ok(model);
+    }
+    let (session, provider) = open(&canonical, options)?;
+    *SESSIONS_OPENED
+        .lock()
+        .unwrap()
+        .entry(canonical.clone())
+        .or_default() += 1;
+    let (inputs, outputs) = io_specs(&session);
+    let has = |list: &[TensorSpec], name: &str| list.iter().any(|t| t.name == name);
+    use affect_core::contract::{ModelContract, io};
+    let contract = ModelContract::from_metadata(
+        &metadata(&session)?,
+        has(&inputs, io::AUDIO),
+        has(&inputs, io::STATE_IN),
+    )
+    .and_then(|c| c.check_io(&inputs, &outputs).map(|()| c))
+    .map_err(|e| {
+        format!(
+            "model '{}' breaks the affect model contract: {e}",
+            canonical.display()
+        )
+    })?;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let batch_limit = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(batch_size.max(1)));
+    let stats = std::sync::Arc::new(std::sync::Mutex::new(ModelStats::default()));
+    let worker = Worker {
+        session,
+        contract: contract.clone(),
+        states: Default::default(),
+        batch_limit: batch_limit.clone(),
+        stats: stats.clone(),
+    };
+    let name = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::thread::Builder::new()
+        .name(format!("affect-infer:{name}"))
+        .spawn(move || worker.run(receiver))
+        .map_err(|e| format!("cannot start the inference thread: {e}"))?;
+    let model = std::sync::Arc::new(SharedModel {
+        path: canonical,
+        provider,
+        contract,
+        sender,
+        batch_limit,
+        next_user: std::sync::atomic::AtomicU64::new(1),
+        stats,
+    });
+    registry.insert(key, std::sync::Arc::downgrade(&model));
+    Ok(model)
+}
+
+impl SharedModel {
+    /// A new user id, which scopes its tracks' recurrent state.
+    pub fn new_user(&self) -> u64 {
+        self.next_user
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> ModelStats {
+        *self.stats.lock().unwrap()
+    }
+
+    /// Queues the faces of one frame; the answer comes on the returned channel once the batch
+    /// holding them has run, no later than about `max_latency` plus the run itself.
+    pub fn submit(
+        &self,
+        user: u64,
+        faces: Vec<FaceRequest>,
+        max_latency: std::time::Duration,
+    ) -> Result<Reply, String> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.sender
+            .send(Message::Run {
+                user,
+                faces,
+                deadline: std::time::Instant::now() + max_latency,
+                reply,
+            })
+            .map_err(|_| "the inference thread has stopped".to_string())?;
+        Ok(answer)
+    }
+
+    /// Drops the recurrent state of ended tracks.
+    pub fn forget(&self, user: u64, tracks: Vec<u64>) {
+        let _ = self.sender.send(Message::Forget { user, tracks });
+    }
+
+    /// Drops all recurrent state of `user`.
+    pub fn forget_user(&self, user: u64) {
+        let _ = self.sender.send(Message::ForgetUser { user });
+    }
+}
+
+/// A face of a queued request: which request it answers, and its track's state key.
+type QueuedFace<'a> = (usize, &'a FaceRequest, Option<(u64, u64)>);
+
+struct Pending {
+    user: u64,
+    faces: Vec<FaceRequest>,
+    deadline: std::time::Instant,
+    reply: std::sync::mpsc::SyncSender<Result<Vec<FaceResult>, String>>,
+}
+
+struct Worker {
+    session: Session,
+    contract: affect_core::contract::ModelContract,
+    /// Recurrent state of each (user, track).
+    states: std::collections::HashMap<(u64, u64), Vec<f32>>,
+    batch_limit: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stats: std::sync::Arc<std::sync::Mutex<ModelStats>>,
+}
+
+impl Worker {
+    fn run(mut self, receiver: std::sync::mpsc::Receiver<Message>) {
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut queue: std::collections::VecDeque<Pending> = Default::default();
+        loop {
+            let limit = self.batch_limit.load(std::sync::atomic::Ordering::Relaxed);
+            let queued: usize = queue.iter().map(|p| p.faces.len()).sum();
+            let now = std::time::Instant::now();
+            let due = queue.iter().map(|p| p.deadline).min();
+            if !queue.is_empty() && (queued >= limit || due.is_some_and(|d| d <= now)) {
+                self.run_queue(&mut queue, limit, queued >= limit);
+                continue;
+            }
+            let message = match due {
+                None => match receiver.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+                Some(d) => match receiver.recv_timeout(d.saturating_duration_since(now)) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            match message {
+                Message::Run {
+                    user,
+                    faces,
+                    deadline,
+                    reply,
+                } => {
+                    if faces.is_empty() {
+                        let _ = reply.send(Ok(Vec::new()));
+                    } else {
+                        queue.push_back(Pending {
+                            user,
+                            faces,
+                            deadline,
+                            reply,
+                        });
+                    }
+                }
+                Message::Forget { user, tracks } => {
+                    // Queued frames of these tracks still need their state.
+                    self.run_queue(&mut queue, limit, false);
+                    for t in tracks {
+                        self.states.remove(&(user, t));
+                    }
+                }
+                Message::ForgetUser { user } => {
+                    self.run_queue(&mut queue, limit, false);
+                    self.states.retain(|(u, _), _| *u != user);
+                }
+            }
+        }
+        // Users are gone; whatever is queued has nobody to answer.
+    }
+
+    /// Runs queued requests in order, in batches of at most `limit` faces. With `full_only`,
+    /// stops once fewer than `limit` faces remain (they wait for more company).
+    fn run_queue(
+        &mut self,
+        queue: &mut std::collections::VecDeque<Pending>,
+        limit: usize,
+        full_only: bool,
+    ) {
+        loop {
+            let queued: usize = queue.iter().map(|p| p.faces.len()).sum();
+            if queued == 0 || (full_only && queued < limit) {
+                return;
+            }
+            // Whole requests while they fit (at least one); a request larger than the limit
+            // is split into several runs below.
+            let mut taken = Vec::new();
+            let mut count = 0;
+            while let Some(p) = queue.front() {
+                if !taken.is_empty() && count + p.faces.len() > limit {
+                    break;
+                }
+                count += p.faces.len();
+                taken.push(queue.pop_front().expect("front exists"));
+            }
+            self.run_requests(taken, limit);
+        }
+    }
+
+    fn run_requests(&mut self, requests: Vec<Pending>, limit: usize) {
+        // Flatten, remembering which request each face answers.
+        let mut faces: Vec<QueuedFace<'_>> = Vec::new();
+        for (r, p) in requests.iter().enumerate() {
+            for f in &p.faces {
+                faces.push((r, f, f.track.map(|t| (p.user, t))));
+            }
+        }
+        let mut results: Vec<Vec<FaceResult>> = requests.iter().map(|_| Vec::new()).collect();
+        let mut error: Option<String> = None;
+        let mut start = 0;
+        while start < faces.len() && error.is_none() {
+            // A batch never holds two frames of one track: the later needs the earlier's
+            // state.
+            let mut end = start;
+            let mut keys = std::collections::HashSet::new();
+            while end < faces.len() && end - start < limit {
+                if let Some(k) = faces[end].2
+                    && !keys.insert(k)
+                {
+                    break;
+                }
+                end += 1;
+            }
+            let batch: Vec<(&FaceRequest, Option<(u64, u64)>)> =
+                faces[start..end].iter().map(|(_, f, k)| (*f, *k)).collect();
+            match self.infer(&batch) {
+                Ok(out) => {
+                    for ((r, _, _), res) in faces[start..end].iter().zip(out) {
+                        results[*r].push(res);
+                    }
+                }
+                Err(e) => error = Some(e),
+            }
+            start = end;
+        }
+        for (p, res) in requests.into_iter().zip(results) {
+            let _ = p.reply.send(match &error {
+                Some(e) => Err(e.clone()),
+                None => Ok(res),
+            });
+        }
+    }
+
+    fn infer(
+        &mut self,
+        batch: &[(&FaceRequest, Option<(u64, u64)>)],
+    ) -> Result<Vec<FaceResult>, String> {
+        use affect_core::contract::io;
+        use ort::value::TensorRef;
+        let n = batch.len();
+        let c = &self.contract;
+        let (h, w) = (c.face.height as usize, c.face.width as usize);
+        let face_len = 3 * h * w;
+        let mut face = Vec::with_capacity(n * face_len);
+        for (f, _) in batch {
+            if f.face.len() != face_len {
+                return Err(format!(
+                    "face tensor of {} values, the model needs 3x{h}x{w}",
+                    f.face.len()
+                ));
+            }
+            face.extend_from_slice(&f.face);
+        }
+        let mut inputs: Vec<(
+            std::borrow::Cow<'_, str>,
+            ort::session::SessionInputValue<'_>,
+        )> = Vec::new();
+        let face_tensor = TensorRef::from_array_view(([n, 3, h, w], face.as_slice()))
+            .map_err(|e| format!("cannot make the face input: {e}"))?;
+        inputs.push((io::FACE.into(), face_tensor.into()));
+
+        let audio;
+        if let Some(a) = &c.audio {
+            let len = a.frames * a.mel.n_mels;
+            let silence = a.mel.log_offset.ln() as f32;
+            let mut values = Vec::with_capacity(n * len);
+            for (f, _) in batch {
+                match &f.audio {
+                    Some(v) if v.len() == len => values.extend_from_slice(v),
+                    _ => values.extend(std::iter::repeat_n(silence, len)),
+                }
+            }
+            audio = values;
+            let t = TensorRef::from_array_view(([n, 1, a.frames, a.mel.n_mels], audio.as_slice()))
+                .map_err(|e| format!("cannot make the audio input: {e}"))?;
+            inputs.push((io::AUDIO.into(), t.into()));
+        }
+
+        let state;
+        if let Some(s) = c.state_size {
+            let mut values = Vec::with_capacity(n * s);
+            for (_, key) in batch {
+                match key.and_then(|k| self.states.get(&k)) {
+                    Some(v) => values.extend_from_slice(v),
+                    None => values.extend(std::iter::repeat_n(0.0, s)),
+                }
+            }
+            state = values;
+            let t = TensorRef::from_array_view(([n, s], state.as_slice()))
+                .map_err(|e| format!("cannot make the state input: {e}"))?;
+            inputs.push((io::STATE_IN.into(), t.into()));
+        }
+
+        let outputs = self
+            .session
+            .run(inputs)
+            .map_err(|e| format!("inference failed: {e}"))?;
+        let take = |name: &str, width: usize| -> Result<Vec<f32>, String> {
+            let v = outputs
+                .get(name)
+                .ok_or_else(|| format!("the model gave no '{name}' output"))?;
+            let (_, values) = v
+                .try_extract_tensor::<f32>()
+                .map_err(|e| format!("output '{name}': {e}"))?;
+            if values.len() != n * width {
+                return Err(format!(
+                    "output '{name}' holds {} values for {n} faces, {} expected",
+                    values.len(),
+                    n * width
+                ));
+            }
+            Ok(values.to_vec())
+        };
+        let va = take(io::VALENCE_AROUSAL, 2)?;
+        let n_au = c.au_labels.len();
+        let n_expr = c.expression_labels.len();
+        let au = take(io::AU, n_au)?;
+        let expr = take(io::EXPRESSION, n_expr)?;
+        if let Some(s) = c.state_size {
+            let next = take(io::STATE_OUT, s)?;
+            for (i, (_, key)) in batch.iter().enumerate() {
+                if let Some(k) = key {
+                    self.states.insert(*k, next[i * s..(i + 1) * s].to_vec());
+                }
+            }
+        }
+        {
+            let mut stats = self.stats.lock().unwrap();
+            stats.batches += 1;
+            stats.faces += n as u64;
+        }
+        Ok((0..n)
+            .map(|i| FaceResult {
+                valence_arousal: [va[2 * i], va[2 * i + 1]],
+                au: au[i * n_au..(i + 1) * n_au].to_vec(),
+                expression: expr[i * n_expr..(i + 1) * n_expr].to_vec(),
+            })
+            .collect())
+    }
+}

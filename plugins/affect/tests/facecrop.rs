@@ -49,10 +49,10 @@ fn collect(description: &str) -> Result<Vec<gst::Sample>, String> {
     let _ = pipeline.set_state(gst::State::Playing);
     let mut samples = Vec::new();
     let result = loop {
-        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(e) = msg.view() {
-                break Err(format!("{} | {:?}", e.error(), e.debug()));
-            }
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
+            && let gst::MessageView::Error(e) = msg.view()
+        {
+            break Err(format!("{} | {:?}", e.error(), e.debug()));
         }
         match sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) {
             Some(s) => samples.push(s),

@@ -6,7 +6,9 @@ use affect_core::detect::haar::{HaarCascade, HaarDetector, HaarParams};
 use affect_core::detect::{
     DetectParams, Detection, DetectorLayout, OutputInfo, TensorView, iou, nms,
 };
-use affect_core::pixels::{self, FrameLayout, PixelFormat, YuvMatrix};
+use affect_core::pixels::{self, FrameLayout};
+
+use crate::frame::{buffer_layout, frame_layout};
 use affect_core::track::{IouTracker, TrackedFace, TrackerParams};
 use gst::glib;
 use gst::prelude::*;
@@ -191,52 +193,6 @@ struct State {
 pub struct AffectFaceCrop {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-}
-
-fn frame_layout(info: &gst_video::VideoInfo) -> Option<FrameLayout> {
-    use gst_video::VideoFormat as F;
-    let format = match info.format() {
-        F::Rgb => PixelFormat::Rgb,
-        F::Bgr => PixelFormat::Bgr,
-        F::Rgbx | F::Rgba => PixelFormat::Rgbx,
-        F::Bgrx | F::Bgra => PixelFormat::Bgrx,
-        F::I420 => PixelFormat::I420,
-        F::Nv12 => PixelFormat::Nv12,
-        _ => return None,
-    };
-    let mut offsets = [0usize; 3];
-    let mut strides = [0usize; 3];
-    for (i, (o, s)) in info.offset().iter().zip(info.stride()).take(3).enumerate() {
-        offsets[i] = *o;
-        strides[i] = (*s).max(0) as usize;
-    }
-    let colorimetry = info.colorimetry();
-    Some(FrameLayout {
-        format,
-        width: info.width() as usize,
-        height: info.height() as usize,
-        offsets,
-        strides,
-        matrix: if colorimetry.matrix() == gst_video::VideoColorMatrix::Bt709 {
-            YuvMatrix::Bt709
-        } else {
-            YuvMatrix::Bt601
-        },
-        full_range: colorimetry.range() == gst_video::VideoColorRange::Range0_255,
-    })
-}
-
-/// The layout of one buffer: the caps' layout, with the planes a video meta describes (a
-/// producer may pad rows or planes differently from the caps' defaults).
-fn buffer_layout(base: &FrameLayout, buffer: &gst::BufferRef) -> FrameLayout {
-    let mut layout = *base;
-    if let Some(meta) = buffer.meta::<gst_video::VideoMeta>() {
-        for (i, (o, s)) in meta.offset().iter().zip(meta.stride()).take(3).enumerate() {
-            layout.offsets[i] = *o;
-            layout.strides[i] = (*s).max(0) as usize;
-        }
-    }
-    layout
 }
 
 impl AffectFaceCrop {
@@ -458,7 +414,7 @@ impl AffectFaceCrop {
     ) -> Result<Vec<TrackedFace>, gst::FlowError> {
         // Upstream faces and fixed regions are known on every frame.
         let every_frame = matches!(state.finder, Finder::Upstream | Finder::FullFrame { .. });
-        let run = every_frame || state.frame_index % interval.max(1) as u64 == 0;
+        let run = every_frame || state.frame_index.is_multiple_of(interval.max(1) as u64);
         state.frame_index += 1;
         if !run {
             return Ok(state.tracker.predict());
@@ -476,7 +432,7 @@ impl AffectFaceCrop {
     }
 
     /// The track crop mode follows: `track-id` if set, else the largest face of the frame.
-    fn chosen<'a>(faces: &'a [TrackedFace], track_id: i64) -> Option<&'a TrackedFace> {
+    fn chosen(faces: &[TrackedFace], track_id: i64) -> Option<&TrackedFace> {
         if track_id >= 0 {
             return faces.iter().find(|f| f.id == track_id as u64);
         }
@@ -789,7 +745,7 @@ impl BaseTransformImpl for AffectFaceCrop {
                     .structure(0)
                     .and_then(|st| st.value("framerate").ok().cloned())
                 {
-                    out.make_mut().set_value("framerate", rate.try_into().ok()?);
+                    out.make_mut().set_value("framerate", rate);
                 }
                 out
             }

@@ -1,0 +1,978 @@
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use affect_core::align::{self, RgbImage};
+use affect_core::melspec::MelRing;
+use affect_core::pixels::{self, FrameLayout};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::VideoRegionOfInterestMeta;
+
+use crate::meta::{FACE_ROI_TYPE, Face};
+use crate::session::{self, FaceRequest, FaceResult, Provider, SessionOptions, SharedModel};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "affectinfer",
+        gst::DebugColorFlags::empty(),
+        Some("Affect audio-visual inference"),
+    )
+});
+
+/// Name of the result parameter structure on each face's meta, and of the element message.
+pub const AFFECT_PARAMS: &str = "affect";
+
+const DEFAULT_DEVICE_ID: i32 = 0;
+const DEFAULT_INTRA_OP_THREADS: u32 = 0;
+const DEFAULT_FALLBACK_TO_CPU: bool = false;
+const DEFAULT_BATCH_SIZE: u32 = 16;
+const DEFAULT_MAX_LATENCY_MS: u32 = 10;
+const DEFAULT_SMOOTHING: f64 = 0.0;
+const DEFAULT_POST_MESSAGES: bool = false;
+
+/// Seconds of spectrogram kept beyond the model's window, for audio that runs ahead.
+const AUDIO_SLACK_SECONDS: f64 = 5.0;
+
+const VIDEO_FORMATS: [&str; 8] = ["RGB", "BGR", "RGBx", "BGRx", "RGBA", "BGRA", "I420", "NV12"];
+
+#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAffectExecutionProvider")]
+pub enum ExecutionProvider {
+    #[enum_value(name = "CPU", nick = "cpu")]
+    Cpu = 0,
+    #[enum_value(name = "NVIDIA CUDA", nick = "cuda")]
+    Cuda = 1,
+}
+
+#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstAffectAudioMissing")]
+pub enum AudioMissing {
+    #[enum_value(name = "Log-mel value of silence, as in training", nick = "silence")]
+    Silence = 0,
+    #[enum_value(name = "Zeros", nick = "zeros")]
+    Zeros = 1,
+    #[enum_value(name = "Skip the face (no result)", nick = "skip")]
+    Skip = 2,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    model: Option<PathBuf>,
+    provider: ExecutionProvider,
+    device_id: i32,
+    intra_op_threads: u32,
+    fallback_to_cpu: bool,
+    batch_size: u32,
+    max_latency_ms: u32,
+    audio_missing: AudioMissing,
+    smoothing: f64,
+    post_messages: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            model: None,
+            provider: ExecutionProvider::Cpu,
+            device_id: DEFAULT_DEVICE_ID,
+            intra_op_threads: DEFAULT_INTRA_OP_THREADS,
+            fallback_to_cpu: DEFAULT_FALLBACK_TO_CPU,
+            batch_size: DEFAULT_BATCH_SIZE,
+            max_latency_ms: DEFAULT_MAX_LATENCY_MS,
+            audio_missing: AudioMissing::Silence,
+            smoothing: DEFAULT_SMOOTHING,
+            post_messages: DEFAULT_POST_MESSAGES,
+        }
+    }
+}
+
+/// One face of a frame on its way through the model.
+struct PendingFace {
+    /// Position among the frame's face metas.
+    meta_index: usize,
+    track_id: u64,
+    bbox: [f32; 4],
+}
+
+/// A frame waiting for its faces' results, in stream order.
+struct InFlight {
+    buffer: gst::Buffer,
+    faces: Vec<PendingFace>,
+    reply: Option<Receiver<Result<Vec<FaceResult>, String>>>,
+    /// The reply, once it came.
+    answer: Option<Result<Vec<FaceResult>, String>>,
+    running_time: Option<gst::ClockTime>,
+}
+
+/// The audio an audio-visual model gets for one frame.
+enum AudioInput {
+    /// The model takes no audio.
+    NotUsed,
+    /// No audio covers the frame and the policy is to skip its faces.
+    Skip,
+    Window(Vec<f32>),
+}
+
+struct State {
+    model: Arc<SharedModel>,
+    user: u64,
+    layout: Option<FrameLayout>,
+    ring: Option<MelRing>,
+    audio_eos: bool,
+    in_flight: VecDeque<InFlight>,
+    tracks: HashSet<u64>,
+    smoothed: HashMap<u64, FaceResult>,
+    rgb: Vec<u8>,
+    crop: Vec<u8>,
+    warned_no_audio: bool,
+}
+
+pub struct AffectInfer {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    video_pad: gst_base::AggregatorPad,
+    audio_pad: Mutex<Option<gst_base::AggregatorPad>>,
+}
+
+/// The `affect` results of one face.
+fn result_structure(model: &SharedModel, r: &FaceResult) -> gst::Structure {
+    let c = &model.contract;
+    let best = r
+        .expression
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| c.expression_labels[i].as_str())
+        .unwrap_or("");
+    let f64s = |v: &[f32]| gst::Array::new(v.iter().map(|&x| x as f64));
+    let strs = |v: &[String]| gst::Array::new(v.iter().map(String::as_str));
+    gst::Structure::builder(AFFECT_PARAMS)
+        .field("valence", r.valence_arousal[0] as f64)
+        .field("arousal", r.valence_arousal[1] as f64)
+        .field("expression", best)
+        .field("expression-probs", f64s(&r.expression))
+        .field("au-probs", f64s(&r.au))
+        .field("au-labels", strs(&c.au_labels))
+        .field("expression-labels", strs(&c.expression_labels))
+        .field(
+            "model",
+            c.name
+                .clone()
+                .unwrap_or_else(|| model.path.display().to_string()),
+        )
+        .build()
+}
+
+/// Exponential smoothing: `alpha` of the past, `1 - alpha` of the new result.
+fn smooth(previous: &FaceResult, new: &FaceResult, alpha: f32) -> FaceResult {
+    let mix = |p: &[f32], n: &[f32]| -> Vec<f32> {
+        p.iter()
+            .zip(n)
+            .map(|(p, n)| alpha * p + (1.0 - alpha) * n)
+            .collect()
+    };
+    let va = mix(&previous.valence_arousal, &new.valence_arousal);
+    FaceResult {
+        valence_arousal: [va[0], va[1]],
+        au: mix(&previous.au, &new.au),
+        expression: mix(&previous.expression, &new.expression),
+    }
+}
+
+impl AffectInfer {
+    fn element_error(&self, message: String) -> gst::FlowError {
+        gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", message));
+        gst::FlowError::Error
+    }
+
+    /// Checks the spectrogram caps against the features the model was trained on.
+    fn check_audio_caps(
+        &self,
+        caps: &gst::CapsRef,
+        model: &SharedModel,
+    ) -> Result<MelRing, String> {
+        let s = caps
+            .structure(0)
+            .ok_or_else(|| "empty audio caps".to_string())?;
+        let Some(spec) = &model.contract.audio else {
+            return Err(String::new());
+        };
+        let m = &spec.mel;
+        let int = |f: &str| s.get::<i32>(f).ok().map(|v| v as i64);
+        let mut mismatches = Vec::new();
+        for (field, want, property) in [
+            ("rate", m.sample_rate as i64, "sample-rate"),
+            ("n-mels", m.n_mels as i64, "n-mels"),
+            ("hop", m.hop_length as i64, "hop-length"),
+            ("win", m.win_length as i64, "win-length"),
+            ("n-fft", m.n_fft as i64, "n-fft"),
+        ] {
+            match int(field) {
+                Some(got) if got != want => mismatches.push(format!(
+                    "{field} is {got}, the model needs {want} (affectspectro {property}={want})"
+                )),
+                None if field != "n-fft" => mismatches.push(format!("caps have no {field}")),
+                _ => {}
+            }
+        }
+        for (field, want) in [
+            ("mel-scale", m.mel_scale.as_str()),
+            ("mel-norm", m.norm.as_str()),
+            ("window", m.window.as_str()),
+        ] {
+            if let Ok(got) = s.get::<&str>(field)
+                && got != want
+            {
+                mismatches.push(format!("{field} is {got}, the model needs {want}"));
+            }
+        }
+        for (field, want) in [
+            ("f-min", m.f_min),
+            ("f-max", m.f_max_hz()),
+            ("power", m.power),
+            ("log-offset", m.log_offset),
+        ] {
+            if let Ok(got) = s.get::<f64>(field)
+                && (got - want).abs() > 1e-9 * want.abs().max(1.0)
+            {
+                mismatches.push(format!("{field} is {got}, the model needs {want}"));
+            }
+        }
+        if !mismatches.is_empty() {
+            return Err(format!(
+                "the audio features differ from those model '{}' was trained on: {}",
+                model.path.display(),
+                mismatches.join("; ")
+            ));
+        }
+        let slack = (AUDIO_SLACK_SECONDS * m.sample_rate as f64 / m.hop_length as f64) as usize;
+        Ok(MelRing::new(m, spec.frames + slack))
+    }
+
+    /// Moves spectrogram buffers from the audio pad into the ring until it covers the video
+    /// frame at `running_time`. `Ok(false)`: wait for more audio.
+    fn gather_audio(
+        &self,
+        state: &mut State,
+        pad: &gst_base::AggregatorPad,
+        running_time: Option<gst::ClockTime>,
+        timeout: bool,
+    ) -> Result<bool, gst::FlowError> {
+        let Some(spec) = state.model.contract.audio.clone() else {
+            // A video-only model: audio is not needed; do not let it pile up upstream.
+            while pad.drop_buffer() {}
+            return Ok(true);
+        };
+        let hop_ns = spec.mel.hop_length as f64 * 1e9 / spec.mel.sample_rate as f64;
+        let n_mels = spec.mel.n_mels;
+        loop {
+            if let (Some(ring), Some(t)) = (&state.ring, running_time)
+                && ring.covers(t.nseconds())
+            {
+                return Ok(true);
+            }
+            let Some(buf) = pad.peek_buffer() else {
+                if pad.is_eos() {
+                    state.audio_eos = true;
+                    return Ok(true);
+                }
+                // Live: the aggregator's latency has passed, go on without it.
+                return Ok(timeout);
+            };
+            let segment = pad.segment();
+            let start = segment
+                .downcast_ref::<gst::ClockTime>()
+                .and_then(|s| s.to_running_time(buf.pts()));
+            if let (Some(ring), Some(start)) = (state.ring.as_mut(), start) {
+                let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
+                for (k, frame) in map.as_slice().chunks_exact(n_mels * 4).enumerate() {
+                    let values: Vec<f32> = frame
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    ring.push(
+                        start.nseconds() + (k as f64 * hop_ns).round() as u64,
+                        &values,
+                    );
+                }
+            }
+            pad.drop_buffer();
+        }
+    }
+
+    /// Pushes frames from the head of the queue, in stream order: those already answered,
+    /// and, waiting for their answers, as many more as it takes to leave at most `keep` in
+    /// flight.
+    fn push_ready(&self, keep: usize) -> Result<gst::FlowSuccess, gst::FlowError> {
+        loop {
+            let (frame, model, alpha, post) = {
+                let mut guard = self.state.lock().unwrap();
+                let Some(state) = guard.as_mut() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let queued = state.in_flight.len();
+                let Some(head) = state.in_flight.front_mut() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                if head.answer.is_none()
+                    && let Some(reply) = &head.reply
+                {
+                    match reply.try_recv() {
+                        Ok(answer) => head.answer = Some(answer),
+                        Err(TryRecvError::Empty) if queued <= keep => {
+                            return Ok(gst::FlowSuccess::Ok);
+                        }
+                        Err(TryRecvError::Empty) => {}
+                        Err(TryRecvError::Disconnected) => {
+                            head.answer = Some(Err("the inference thread stopped".into()))
+                        }
+                    }
+                }
+                let s = self.settings.lock().unwrap();
+                (
+                    state.in_flight.pop_front().expect("head exists"),
+                    state.model.clone(),
+                    s.smoothing as f32,
+                    s.post_messages,
+                )
+            };
+            let InFlight {
+                mut buffer,
+                faces,
+                reply,
+                answer,
+                running_time,
+            } = frame;
+            let answer = match (answer, reply) {
+                (Some(a), _) => a,
+                (None, Some(rx)) => rx
+                    .recv()
+                    .unwrap_or_else(|_| Err("the inference thread stopped".into())),
+                (None, None) => Ok(Vec::new()),
+            };
+            let results = answer.map_err(|e| self.element_error(e))?;
+            let mut faces_msg = Vec::new();
+            if !results.is_empty() {
+                let mut guard = self.state.lock().unwrap();
+                let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+                let buf = buffer.make_mut();
+                let mut metas: Vec<_> = buf
+                    .iter_meta_mut::<VideoRegionOfInterestMeta>()
+                    .filter(|m| m.roi_type() == FACE_ROI_TYPE)
+                    .collect();
+                for (face, result) in faces.iter().zip(&results) {
+                    let result = match state.smoothed.get(&face.track_id) {
+                        Some(prev) if alpha > 0.0 => smooth(prev, result, alpha),
+                        _ => result.clone(),
+                    };
+                    let s = result_structure(&model, &result);
+                    if post {
+                        let mut m = s.clone();
+                        m.set("track-id", face.track_id);
+                        m.set("x", face.bbox[0] as f64);
+                        m.set("y", face.bbox[1] as f64);
+                        m.set("width", (face.bbox[2] - face.bbox[0]) as f64);
+                        m.set("height", (face.bbox[3] - face.bbox[1]) as f64);
+                        faces_msg.push(m);
+                    }
+                    if let Some(meta) = metas.get_mut(face.meta_index) {
+                        meta.add_param(s);
+                    }
+                    state.smoothed.insert(face.track_id, result);
+                }
+            }
+            if post {
+                let msg = gst::Structure::builder(AFFECT_PARAMS)
+                    .field("timestamp", buffer.pts())
+                    .field("running-time", running_time)
+                    .field("faces", gst::Array::new(faces_msg))
+                    .build();
+                let _ = self.obj().post_message(
+                    gst::message::Element::builder(msg)
+                        .src(&*self.obj())
+                        .build(),
+                );
+            }
+            self.obj().finish_buffer(buffer)?;
+        }
+    }
+
+    /// Cuts and normalises the model's crop of every face of `buffer`.
+    fn prepare_faces(
+        &self,
+        state: &mut State,
+        buffer: &gst::BufferRef,
+    ) -> Result<(Vec<PendingFace>, Vec<Vec<f32>>), gst::FlowError> {
+        let faces: Vec<Face> = crate::meta::faces(buffer);
+        if faces.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let base = state.layout.ok_or(gst::FlowError::NotNegotiated)?;
+        let layout = crate::frame::buffer_layout(&base, buffer);
+        let map = buffer
+            .map_readable()
+            .map_err(|_| self.element_error("cannot map the video frame".into()))?;
+        let data = map.as_slice();
+        let (src, stride): (&[u8], usize) = if layout.is_rgb() {
+            (&data[layout.offsets[0]..], layout.strides[0])
+        } else {
+            pixels::to_rgb(data, &layout, &mut state.rgb)
+                .map_err(|e| self.element_error(e.to_string()))?;
+            (&state.rgb, layout.width * 3)
+        };
+        let image = RgbImage::new(src, layout.width as u32, layout.height as u32, stride)
+            .map_err(|e| self.element_error(e.to_string()))?;
+        let spec = &state.model.contract.face;
+        let (cw, ch) = (spec.width, spec.height);
+        state.crop.resize((cw * ch * 3) as usize, 0);
+        let mut pending = Vec::with_capacity(faces.len());
+        let mut tensors = Vec::with_capacity(faces.len());
+        for (i, face) in faces.iter().enumerate() {
+            let transform = spec
+                .crop_transform(face.bbox, face.landmarks.as_ref())
+                .and_then(|t| align::warp_rgb8(&image, &t.affine(), &mut state.crop, cw, ch));
+            if let Err(e) = transform {
+                gst::debug!(CAT, imp = self, "Face {} skipped: {e}", face.track_id);
+                continue;
+            }
+            let mut tensor = vec![0.0; (3 * cw * ch) as usize];
+            spec.normalize_into(&state.crop, &mut tensor);
+            pending.push(PendingFace {
+                meta_index: i,
+                track_id: face.track_id,
+                bbox: face.bbox,
+            });
+            tensors.push(tensor);
+        }
+        Ok((pending, tensors))
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for AffectInfer {
+    const NAME: &'static str = "GstAffectInfer";
+    type Type = super::AffectInfer;
+    type ParentType = gst_base::Aggregator;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let templ = klass.pad_template("video_sink").expect("template exists");
+        let video_pad = gst::PadBuilder::<gst_base::AggregatorPad>::from_template(&templ)
+            .name("video_sink")
+            .build();
+        Self {
+            settings: Mutex::new(Settings::default()),
+            state: Mutex::new(None),
+            video_pad,
+            audio_pad: Mutex::new(None),
+        }
+    }
+}
+
+impl ObjectImpl for AffectInfer {
+    fn constructed(&self) {
+        self.parent_constructed();
+        self.obj()
+            .add_pad(&self.video_pad)
+            .expect("add the video pad");
+    }
+
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("model")
+                    .nick("Model")
+                    .blurb("ONNX model file following the affect model contract")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("execution-provider", ExecutionProvider::Cpu)
+                    .nick("Execution provider")
+                    .blurb("Where inference runs")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("device-id")
+                    .nick("Device id")
+                    .blurb("GPU to run on (execution-provider=cuda)")
+                    .minimum(0)
+                    .default_value(DEFAULT_DEVICE_ID)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("intra-op-threads")
+                    .nick("Intra-op threads")
+                    .blurb("Threads of one operator (0: ONNX Runtime's choice)")
+                    .default_value(DEFAULT_INTRA_OP_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("fallback-to-cpu")
+                    .nick("Fall back to the CPU")
+                    .blurb("Run on the CPU when the asked-for provider is unavailable (else fail)")
+                    .default_value(DEFAULT_FALLBACK_TO_CPU)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("batch-size")
+                    .nick("Batch size")
+                    .blurb("Most faces in one model run, gathered across frames and elements sharing the model")
+                    .minimum(1)
+                    .maximum(4096)
+                    .default_value(DEFAULT_BATCH_SIZE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-latency")
+                    .nick("Maximum batching latency")
+                    .blurb("Milliseconds a face may wait for a batch to fill")
+                    .maximum(60_000)
+                    .default_value(DEFAULT_MAX_LATENCY_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("audio-missing", AudioMissing::Silence)
+                    .nick("Missing audio")
+                    .blurb("What an audio-visual model gets when no audio covers a frame")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("smoothing")
+                    .nick("Smoothing")
+                    .blurb("Exponential smoothing of each track's results: weight of the past (0: off)")
+                    .minimum(0.0)
+                    .maximum(0.99)
+                    .default_value(DEFAULT_SMOOTHING)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("post-messages")
+                    .nick("Post messages")
+                    .blurb("Post an 'affect' element message per frame with every face's results")
+                    .default_value(DEFAULT_POST_MESSAGES)
+                    .mutable_playing()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "model" => {
+                s.model = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+            }
+            "execution-provider" => s.provider = value.get().expect("type checked upstream"),
+            "device-id" => s.device_id = value.get().expect("type checked upstream"),
+            "intra-op-threads" => s.intra_op_threads = value.get().expect("type checked upstream"),
+            "fallback-to-cpu" => s.fallback_to_cpu = value.get().expect("type checked upstream"),
+            "batch-size" => s.batch_size = value.get().expect("type checked upstream"),
+            "max-latency" => s.max_latency_ms = value.get().expect("type checked upstream"),
+            "audio-missing" => s.audio_missing = value.get().expect("type checked upstream"),
+            "smoothing" => s.smoothing = value.get().expect("type checked upstream"),
+            "post-messages" => s.post_messages = value.get().expect("type checked upstream"),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "model" => s.model.as_ref().map(|p| p.display().to_string()).to_value(),
+            "execution-provider" => s.provider.to_value(),
+            "device-id" => s.device_id.to_value(),
+            "intra-op-threads" => s.intra_op_threads.to_value(),
+            "fallback-to-cpu" => s.fallback_to_cpu.to_value(),
+            "batch-size" => s.batch_size.to_value(),
+            "max-latency" => s.max_latency_ms.to_value(),
+            "audio-missing" => s.audio_missing.to_value(),
+            "smoothing" => s.smoothing.to_value(),
+            "post-messages" => s.post_messages.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for AffectInfer {}
+
+impl ElementImpl for AffectInfer {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Affect inference",
+                "Filter/Analyzer/Video/Audio",
+                "Valence/arousal, action units and expressions of every face, from video and audio, through ONNX Runtime",
+                "affect developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let video = gst::Caps::builder("video/x-raw")
+                .field("format", gst::List::new(VIDEO_FORMATS))
+                .field("width", gst::IntRange::new(1, i32::MAX))
+                .field("height", gst::IntRange::new(1, i32::MAX))
+                .field("framerate", gst::FractionRange::new((0, 1), (i32::MAX, 1)))
+                .build();
+            let audio = gst::Caps::builder(crate::spectro::MELSPEC_CAPS_NAME)
+                .field("format", "F32LE")
+                .build();
+            let pad_type = gst_base::AggregatorPad::static_type();
+            vec![
+                gst::PadTemplate::with_gtype(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &video,
+                    pad_type,
+                )
+                .unwrap(),
+                gst::PadTemplate::with_gtype(
+                    "video_sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &video,
+                    pad_type,
+                )
+                .unwrap(),
+                gst::PadTemplate::with_gtype(
+                    "audio_sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Request,
+                    &audio,
+                    pad_type,
+                )
+                .unwrap(),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        let mut audio = self.audio_pad.lock().unwrap();
+        if audio
+            .as_ref()
+            .is_some_and(|a| a.upcast_ref::<gst::Pad>() == pad)
+        {
+            *audio = None;
+        }
+        drop(audio);
+        self.parent_release_pad(pad);
+    }
+}
+
+impl AggregatorImpl for AffectInfer {
+    fn create_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        _req_name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst_base::AggregatorPad> {
+        let mut audio = self.audio_pad.lock().unwrap();
+        if templ.name_template() != "audio_sink" || audio.is_some() {
+            gst::warning!(CAT, imp = self, "Only one audio_sink pad can be requested");
+            return None;
+        }
+        let pad = gst::PadBuilder::<gst_base::AggregatorPad>::from_template(templ)
+            .name("audio_sink")
+            .build();
+        *audio = Some(pad.clone());
+        Some(pad)
+    }
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let s = self.settings.lock().unwrap().clone();
+        let path = s.model.clone().ok_or_else(|| {
+            gst::error_msg!(
+                gst::LibraryError::Settings,
+                ["No model: set the model property to an ONNX file of the affect model contract"]
+            )
+        })?;
+        let options = SessionOptions {
+            provider: match s.provider {
+                ExecutionProvider::Cpu => Provider::Cpu,
+                ExecutionProvider::Cuda => Provider::Cuda {
+                    device_id: s.device_id,
+                },
+            },
+            intra_op_threads: s.intra_op_threads as usize,
+            fallback_to_cpu: s.fallback_to_cpu,
+        };
+        let model = session::shared_model(&path, &options, s.batch_size as usize)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e]))?;
+        if model.provider != options.provider {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Settings,
+                (
+                    "{} is not available: running '{}' on the CPU",
+                    options.provider,
+                    path.display()
+                )
+            );
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "Model {} on {} (audio: {}, state: {:?})",
+            model.path.display(),
+            model.provider,
+            model.contract.audio.is_some(),
+            model.contract.state_size
+        );
+        let user = model.new_user();
+        *self.state.lock().unwrap() = Some(State {
+            model,
+            user,
+            layout: None,
+            ring: None,
+            audio_eos: false,
+            in_flight: VecDeque::new(),
+            tracks: HashSet::new(),
+            smoothed: HashMap::new(),
+            rgb: Vec::new(),
+            crop: Vec::new(),
+            warned_no_audio: false,
+        });
+        // Faces wait up to max-latency for their batch.
+        let latency = gst::ClockTime::from_mseconds(s.max_latency_ms as u64);
+        self.obj().set_latency(latency, Some(latency));
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(state) = self.state.lock().unwrap().take() {
+            state.model.forget_user(state.user);
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            state.in_flight.clear();
+            if let Some(ring) = state.ring.as_mut() {
+                ring.clear();
+            }
+            state.audio_eos = false;
+            state.tracks.clear();
+            state.smoothed.clear();
+            state.model.forget_user(state.user);
+        }
+        self.parent_flush()
+    }
+
+    fn sink_event(&self, pad: &gst_base::AggregatorPad, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Caps(c) if pad == &self.video_pad => {
+                let caps = c.caps_owned();
+                let Some(layout) = gst_video::VideoInfo::from_caps(&caps)
+                    .ok()
+                    .as_ref()
+                    .and_then(crate::frame::frame_layout)
+                else {
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Negotiation,
+                        ("Unsupported video caps {}", caps)
+                    );
+                    return false;
+                };
+                if let Some(state) = self.state.lock().unwrap().as_mut() {
+                    state.layout = Some(layout);
+                }
+                self.obj().set_src_caps(&caps);
+            }
+            gst::EventView::Caps(c) => {
+                let mut guard = self.state.lock().unwrap();
+                if let Some(state) = guard.as_mut() {
+                    match self.check_audio_caps(c.caps(), &state.model) {
+                        Ok(ring) => state.ring = Some(ring),
+                        Err(e) if e.is_empty() => {
+                            gst::info!(CAT, imp = self, "Video-only model: audio is ignored");
+                        }
+                        Err(e) => {
+                            drop(guard);
+                            gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{}", e));
+                            return false;
+                        }
+                    }
+                }
+            }
+            gst::EventView::Segment(s) if pad == &self.video_pad => {
+                if let Some(segment) = s.segment().downcast_ref::<gst::ClockTime>() {
+                    self.obj().update_segment(segment);
+                }
+            }
+            gst::EventView::Segment(_) => {
+                // Audio of a new segment starts a new time line.
+                if let Some(ring) = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .as_mut()
+                    .and_then(|s| s.ring.as_mut())
+                {
+                    ring.clear();
+                }
+            }
+            _ => {}
+        }
+        self.parent_sink_event(pad, event)
+    }
+
+    fn sink_query(&self, pad: &gst_base::AggregatorPad, query: &mut gst::QueryRef) -> bool {
+        if pad == &self.video_pad
+            && let gst::QueryViewMut::Caps(q) = query.view_mut()
+        {
+            // The video passes through: offer what downstream takes.
+            let templ = pad.pad_template_caps();
+            let filter = q.filter_owned();
+            let downstream = self.obj().src_pad().peer_query_caps(filter.as_ref());
+            let caps = downstream.intersect_with_mode(&templ, gst::CapsIntersectMode::First);
+            q.set_result(&caps);
+            return true;
+        }
+        self.parent_sink_query(pad, query)
+    }
+
+    fn update_src_caps(&self, _caps: &gst::Caps) -> Result<gst::Caps, gst::FlowError> {
+        self.video_pad
+            .current_caps()
+            .ok_or(gst_base::AGGREGATOR_FLOW_NEED_DATA)
+    }
+
+    fn aggregate(&self, timeout: bool) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.push_ready(usize::MAX)?;
+        let Some(buffer) = self.video_pad.peek_buffer() else {
+            if self.video_pad.is_eos() {
+                self.push_ready(0)?;
+                return Err(gst::FlowError::Eos);
+            }
+            return Err(gst_base::AGGREGATOR_FLOW_NEED_DATA);
+        };
+        let segment = self.video_pad.segment();
+        let running_time = segment
+            .downcast_ref::<gst::ClockTime>()
+            .and_then(|s| s.to_running_time(buffer.pts()));
+        let (audio_missing, max_latency, batch_size) = {
+            let s = self.settings.lock().unwrap();
+            (s.audio_missing, s.max_latency_ms, s.batch_size)
+        };
+        let audio_pad = self.audio_pad.lock().unwrap().clone();
+
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let mut audio_complete = false;
+        if let Some(pad) = &audio_pad {
+            if !self.gather_audio(state, pad, running_time, timeout)? {
+                return Err(gst_base::AGGREGATOR_FLOW_NEED_DATA);
+            }
+            audio_complete = state.audio_eos
+                || matches!((&state.ring, running_time), (Some(r), Some(t)) if r.covers(t.nseconds()));
+        }
+        let buffer = self
+            .video_pad
+            .pop_buffer()
+            .expect("peeked buffer is still queued");
+
+        let (pending, tensors) = self.prepare_faces(state, &buffer)?;
+        // Tracks gone from this frame have ended: their state goes with them.
+        let present: HashSet<u64> = pending.iter().map(|f| f.track_id).collect();
+        let ended: Vec<u64> = state.tracks.difference(&present).copied().collect();
+        if !ended.is_empty() {
+            for t in &ended {
+                state.smoothed.remove(t);
+            }
+            state.model.forget(state.user, ended);
+        }
+        state.tracks = present;
+
+        let mut frame = InFlight {
+            buffer,
+            faces: Vec::new(),
+            reply: None,
+            answer: None,
+            running_time,
+        };
+        if !pending.is_empty() {
+            let audio = match &state.model.contract.audio {
+                None => AudioInput::NotUsed,
+                Some(spec) => {
+                    let len = spec.frames * spec.mel.n_mels;
+                    let silence = spec.mel.log_offset.ln() as f32;
+                    let missing = audio_pad.is_none() || !audio_complete || running_time.is_none();
+                    if missing && !state.warned_no_audio {
+                        state.warned_no_audio = true;
+                        gst::warning!(
+                            CAT,
+                            imp = self,
+                            "No audio covers {:?}: audio-missing={:?}",
+                            running_time,
+                            audio_missing
+                        );
+                    }
+                    match (missing, audio_missing) {
+                        (true, AudioMissing::Skip) => AudioInput::Skip,
+                        (true, AudioMissing::Zeros) => AudioInput::Window(vec![0.0; len]),
+                        // What has arrived, silence where nothing has: as in training.
+                        _ => {
+                            let mut window = vec![silence; len];
+                            if let (Some(ring), Some(t)) = (&state.ring, running_time) {
+                                ring.window(t.nseconds(), spec.frames, silence, &mut window);
+                            }
+                            AudioInput::Window(window)
+                        }
+                    }
+                }
+            };
+            if let (Some(ring), Some(t), Some(spec)) = (
+                state.ring.as_mut(),
+                running_time,
+                &state.model.contract.audio,
+            ) {
+                ring.prune_before(t.nseconds(), spec.frames);
+            }
+            let audio = match audio {
+                AudioInput::Skip => None,
+                AudioInput::NotUsed => Some(None),
+                AudioInput::Window(w) => Some(Some(w)),
+            };
+            if let Some(audio) = audio {
+                let stateful = state.model.contract.state_size.is_some();
+                let requests: Vec<FaceRequest> = pending
+                    .iter()
+                    .zip(tensors)
+                    .map(|(f, face)| FaceRequest {
+                        face,
+                        audio: audio.clone(),
+                        track: stateful.then_some(f.track_id),
+                    })
+                    .collect();
+                let reply = state
+                    .model
+                    .submit(
+                        state.user,
+                        requests,
+                        Duration::from_millis(max_latency as u64),
+                    )
+                    .map_err(|e| self.element_error(e))?;
+                frame.faces = pending;
+                frame.reply = Some(reply);
+            }
+        }
+        state.in_flight.push_back(frame);
+        // Keep at most one batch of frames in flight; beyond that, wait for the oldest.
+        let too_many = state.in_flight.len() > batch_size.max(1) as usize;
+        drop(guard);
+        self.push_ready(if too_many {
+            batch_size as usize
+        } else {
+            usize::MAX
+        })
+    }
+}

@@ -1,0 +1,631 @@
+//! `affectinfer` against Python's onnxruntime on independently cut crops, audio-visual
+//! synchronisation, recurrent state, sharing one session, and every way a model can be wrong.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use affect_core::testutil::{read_f32, run_python, scratch_dir};
+use gst::prelude::*;
+use gst_check::Harness;
+use gst_video::VideoRegionOfInterestMeta;
+use gstaffect::meta::Face;
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstaffect::plugin_register_static().expect("register the affect plugin");
+    });
+}
+
+/// Builds a small model of the contract with the `onnx` package. The graph is a real
+/// multi-task network (pooled face colours and audio through linear layers, tanh / sigmoid /
+/// softmax heads, a recurrent state), with fixed random weights.
+const MODEL_BUILDER: &str = r#"
+import sys, json, numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto
+out = sys.argv[1]
+opt = json.loads(sys.argv[2])
+size, frames, state = opt['size'], opt.get('audio_frames', 0), opt.get('state', 0)
+breaks = opt.get('break', '')
+rng = np.random.default_rng(opt.get('seed', 1))
+K = 16
+nodes, inits = [], []
+def w(name, shape, scale=1.0):
+    inits.append(numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name))
+    return name
+inputs = [helper.make_tensor_value_info('face', TensorProto.FLOAT, ['N', 3, size, size])]
+nodes.append(helper.make_node('ReduceMean', ['face'], ['pooled'], axes=[2, 3], keepdims=0))
+nodes.append(helper.make_node('MatMul', ['pooled', w('w_face', [3, K])], ['h_face']))
+h = 'h_face'
+if frames:
+    inputs.append(helper.make_tensor_value_info('audio', TensorProto.FLOAT, ['N', 1, frames, 64]))
+    nodes.append(helper.make_node('ReduceMean', ['audio'], ['a_slots'], axes=[1, 3], keepdims=0))
+    nodes.append(helper.make_node('MatMul', ['a_slots', w('w_audio', [frames, K], 0.05)], ['h_audio']))
+    nodes.append(helper.make_node('Add', [h, 'h_audio'], ['h_av']))
+    h = 'h_av'
+if state:
+    inputs.append(helper.make_tensor_value_info('state_in', TensorProto.FLOAT, ['N', state]))
+    nodes.append(helper.make_node('MatMul', ['state_in', w('w_state', [state, K])], ['h_state']))
+    nodes.append(helper.make_node('Add', [h, 'h_state'], ['h_rec']))
+    h = 'h_rec'
+nodes.append(helper.make_node('Tanh', [h], ['hidden']))
+outputs = []
+if opt.get('va_from_audio_slots'):
+    # valence = tanh(0.05 x mean of the last audio slot), arousal = the same of the first.
+    inits.append(numpy_helper.from_array(np.array([frames - 1, 0], np.int64), 'slot_idx'))
+    inits.append(numpy_helper.from_array(np.array(0.05, np.float32), 'slot_scale'))
+    nodes.append(helper.make_node('Gather', ['a_slots', 'slot_idx'], ['va_slots'], axis=1))
+    nodes.append(helper.make_node('Mul', ['va_slots', 'slot_scale'], ['va_scaled']))
+    nodes.append(helper.make_node('Tanh', ['va_scaled'], ['valence_arousal']))
+else:
+    nodes.append(helper.make_node('MatMul', ['hidden', w('w_va', [K, 2])], ['va_logits']))
+    nodes.append(helper.make_node('Tanh', ['va_logits'], ['valence_arousal']))
+n_au = 10 if breaks == 'au_width' else 12
+nodes.append(helper.make_node('MatMul', ['hidden', w('w_au', [K, n_au])], ['au_logits']))
+nodes.append(helper.make_node('Sigmoid', ['au_logits'], ['au']))
+nodes.append(helper.make_node('MatMul', ['hidden', w('w_expr', [K, 8])], ['expr_logits']))
+nodes.append(helper.make_node('Softmax', ['expr_logits'], ['expression'], axis=1))
+outputs += [helper.make_tensor_value_info('valence_arousal', TensorProto.FLOAT, ['N', 2]),
+            helper.make_tensor_value_info('au', TensorProto.FLOAT, ['N', n_au]),
+            helper.make_tensor_value_info('expression', TensorProto.FLOAT, ['N', 8])]
+if state:
+    nodes.append(helper.make_node('MatMul', ['hidden', w('w_next', [K, state])], ['next_logits']))
+    nodes.append(helper.make_node('Tanh', ['next_logits'], ['state_out']))
+    outputs.append(helper.make_tensor_value_info('state_out', TensorProto.FLOAT, ['N', state]))
+graph = helper.make_graph(nodes, 'affect_test', inputs, outputs, inits)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+model.ir_version = 8
+meta = {
+    'affect.contract': '1', 'affect.face.height': str(size), 'affect.face.width': str(size),
+    'affect.face.mean': '0.5,0.4,0.3', 'affect.face.std': '0.25,0.2,0.3',
+    'affect.face.alignment': opt.get('alignment', 'arcface-5pt'), 'affect.face.box_margin': '0.2',
+    'affect.labels.au': 'AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26',
+    'affect.labels.expression': 'Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other',
+    'affect.model.name': 'test-model',
+}
+if frames:
+    meta.update({'affect.audio.sample_rate': '16000', 'affect.audio.n_fft': '512',
+                 'affect.audio.win': '400', 'affect.audio.hop': '160', 'affect.audio.n_mels': '64',
+                 'affect.audio.frames': str(frames)})
+if state:
+    meta['affect.state.size'] = str(state)
+if breaks == 'no_contract_key':
+    del meta['affect.contract']
+for k, v in meta.items():
+    p = model.metadata_props.add(); p.key = k; p.value = v
+onnx.checker.check_model(model, full_check=True)
+onnx.save(model, out)
+"#;
+
+fn build_model(dir: &Path, name: &str, options: &str) -> PathBuf {
+    let path = dir.join(name);
+    run_python(MODEL_BUILDER, &[path.to_str().unwrap(), options]);
+    path
+}
+
+const W: usize = 96;
+const H: usize = 72;
+
+fn pattern(seed: u32) -> Vec<u8> {
+    (0..W * H * 3)
+        .map(|i| {
+            let (p, c) = (i / 3, i % 3);
+            let (x, y) = ((p % W) as f32, (p / W) as f32);
+            (128.0 + 100.0 * ((x * 0.11 + c as f32 + seed as f32 * 0.7).sin() * (y * 0.07).cos()))
+                as u8
+        })
+        .collect()
+}
+
+/// Two faces per frame: one with landmarks, one known only by its box.
+fn faces_of(frame: u64) -> Vec<Face> {
+    let dx = frame as f32 * 1.5;
+    vec![
+        Face {
+            bbox: [10.0 + dx, 8.0, 50.0 + dx, 56.0],
+            track_id: 1,
+            score: 0.9,
+            landmarks: Some([
+                [21.0 + dx, 24.0],
+                [39.5 + dx, 23.2],
+                [30.1 + dx, 34.0],
+                [23.4 + dx, 45.3],
+                [37.9 + dx, 44.8],
+            ]),
+        },
+        Face {
+            bbox: [58.0, 20.0 - dx * 0.5, 88.0, 58.0 - dx * 0.5],
+            track_id: 2,
+            score: 0.8,
+            landmarks: None,
+        },
+    ]
+}
+
+fn video_buffer(frame: u64) -> gst::Buffer {
+    let mut buf = gst::Buffer::from_mut_slice(pattern(frame as u32));
+    {
+        let b = buf.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(40 * frame));
+        b.set_duration(gst::ClockTime::from_mseconds(40));
+        for f in faces_of(frame) {
+            f.attach(b, W as u32, H as u32);
+        }
+    }
+    buf
+}
+
+/// The `affect` results of each face of a buffer, in meta order: va, au, expression probs.
+fn results(buf: &gst::BufferRef) -> Vec<(u64, Vec<f64>)> {
+    buf.iter_meta::<VideoRegionOfInterestMeta>()
+        .filter_map(|m| {
+            let id = m.id() as u64;
+            let p = m.param("affect")?;
+            let mut v = vec![
+                p.get::<f64>("valence").unwrap(),
+                p.get::<f64>("arousal").unwrap(),
+            ];
+            for field in ["au-probs", "expression-probs"] {
+                v.extend(
+                    p.get::<gst::Array>(field)
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.get::<f64>().unwrap()),
+                );
+            }
+            Some((id, v))
+        })
+        .collect()
+}
+
+/// Crops every face with OpenCV and scikit-image (ArcFace similarity for faces with
+/// landmarks, the box square with margin 0.2 otherwise), normalises them with numpy and runs
+/// them through Python's onnxruntime frame by frame, carrying each track's state.
+const PYTHON_REFERENCE: &str = r#"
+import sys, json, numpy as np, cv2, onnxruntime as ort
+from skimage.transform import SimilarityTransform
+model, frames_dir, out = sys.argv[1], sys.argv[2], sys.argv[3]
+spec = json.load(open(frames_dir + '/faces.json'))
+sess = ort.InferenceSession(model, providers=['CPUExecutionProvider'])
+names = [i.name for i in sess.get_inputs()]
+size = spec['size']
+mean = np.array([0.5, 0.4, 0.3], np.float32); std = np.array([0.25, 0.2, 0.3], np.float32)
+tmpl = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                 [41.5493, 92.3655], [70.7299, 92.2041]]) * size / 112.0
+state = {}
+rows = []
+for f in spec['frames']:
+    img = np.fromfile(frames_dir + '/%d.rgb' % f['index'], np.uint8).reshape(spec['h'], spec['w'], 3)
+    for face in f['faces']:
+        if face['landmarks'] is not None:
+            t = SimilarityTransform(); t.estimate(np.array(face['landmarks']).reshape(5, 2), tmpl)
+            m = t.params[:2]
+        else:
+            x1, y1, x2, y2 = face['bbox']
+            side = max(x2 - x1, y2 - y1) * 1.2
+            s = size / side; c = (size - 1) / 2
+            m = np.array([[s, 0, c - s * (x1 + x2) / 2], [0, s, c - s * (y1 + y2) / 2]])
+        crop = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR)
+        x = ((crop.astype(np.float32) / 255 - mean) / std).transpose(2, 0, 1)[None]
+        feed = {'face': x}
+        if 'state_in' in names:
+            feed['state_in'] = state.get(face['track'], np.zeros((1, spec['state']), np.float32))
+        if 'audio' in names:
+            feed['audio'] = np.full((1, 1, spec['audio_frames'], 64), np.log(1e-6), np.float32)
+        outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
+        if 'state_out' in outs:
+            state[face['track']] = outs['state_out']
+        rows.append(np.concatenate([outs['valence_arousal'][0], outs['au'][0], outs['expression'][0]]))
+np.array(rows, np.float32).tofile(out)
+"#;
+
+/// Pushes `n` frames (two faces each) through `affectinfer` on `model` and compares every
+/// face's outputs with the Python reference.
+fn compare_with_python(model: &Path, dir: &Path, n: u64, state: usize, audio_frames: usize) {
+    init();
+    let mut h = Harness::new_parse(&format!(
+        "affectinfer model={} batch-size=3 max-latency=5",
+        model.display()
+    ));
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=RGB,width={W},height={H},framerate=25/1"
+    ));
+    let mut got = Vec::new();
+    for i in 0..n {
+        h.push(video_buffer(i)).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    for _ in 0..n {
+        let out = h.pull().unwrap();
+        let r = results(&out);
+        assert_eq!(r.len(), 2, "every face gets results");
+        assert_eq!(r.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![1, 2]);
+        got.extend(r.into_iter().flat_map(|(_, v)| v));
+    }
+
+    let mut frames_json = Vec::new();
+    for i in 0..n {
+        std::fs::write(dir.join(format!("{i}.rgb")), pattern(i as u32)).unwrap();
+        let faces: Vec<String> = faces_of(i)
+            .iter()
+            .map(|f| {
+                let l = f.landmarks.map(|l| {
+                    format!(
+                        "{:?}",
+                        l.iter().flat_map(|p| [p[0], p[1]]).collect::<Vec<_>>()
+                    )
+                });
+                // The box as the meta carries it: whole pixels.
+                let (x, y, w, h) = f.roi_rect(W as u32, H as u32);
+                format!(
+                    r#"{{"track": {}, "bbox": [{x}, {y}, {}, {}], "landmarks": {}}}"#,
+                    f.track_id,
+                    x + w,
+                    y + h,
+                    l.unwrap_or_else(|| "null".into())
+                )
+            })
+            .collect();
+        frames_json.push(format!(
+            r#"{{"index": {i}, "faces": [{}]}}"#,
+            faces.join(",")
+        ));
+    }
+    std::fs::write(
+        dir.join("faces.json"),
+        format!(
+            r#"{{"size": 32, "w": {W}, "h": {H}, "state": {state}, "audio_frames": {audio_frames}, "frames": [{}]}}"#,
+            frames_json.join(",")
+        ),
+    )
+    .unwrap();
+    let out = dir.join("reference.f32");
+    run_python(
+        PYTHON_REFERENCE,
+        &[
+            model.to_str().unwrap(),
+            dir.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+    );
+    let reference = read_f32(&out);
+    assert_eq!(got.len(), reference.len());
+
+    // Crops may differ by a rounding step of OpenCV's fixed-point warp on a pixel or two;
+    // through a pooled network that is far below 1e-3.
+    let worst = got
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (*a - *b as f64).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-3, "max |element - python onnxruntime| = {worst}");
+}
+
+#[test]
+fn results_equal_python_onnxruntime_on_independent_crops() {
+    let dir = scratch_dir("infer-parity");
+    let model = build_model(&dir, "mt.onnx", r#"{"size": 32}"#);
+    compare_with_python(&model, &dir, 4, 0, 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn recurrent_state_is_carried_per_track() {
+    let dir = scratch_dir("infer-state");
+    let model = build_model(&dir, "rnn.onnx", r#"{"size": 32, "state": 6, "seed": 2}"#);
+    compare_with_python(&model, &dir, 5, 6, 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn audio_visual_model_without_audio_pad_gets_silence() {
+    let dir = scratch_dir("infer-av-silence");
+    let model = build_model(
+        &dir,
+        "av.onnx",
+        r#"{"size": 32, "audio_frames": 20, "seed": 3}"#,
+    );
+    compare_with_python(&model, &dir, 3, 0, 20);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Spectrogram buffers whose frame `k` holds `value(k)` in every mel band.
+fn melspec_buffer(
+    first: u64,
+    count: u64,
+    start: gst::ClockTime,
+    value: impl Fn(u64) -> f32,
+) -> gst::Buffer {
+    let mut bytes = Vec::new();
+    for k in first..first + count {
+        for _ in 0..64 {
+            bytes.extend(value(k).to_le_bytes());
+        }
+    }
+    let mut buf = gst::Buffer::from_mut_slice(bytes);
+    {
+        let b = buf.get_mut().unwrap();
+        b.set_pts(start + gst::ClockTime::from_mseconds(10 * first));
+        b.set_duration(gst::ClockTime::from_mseconds(10 * count));
+    }
+    buf
+}
+
+const MELSPEC_CAPS: &str =
+    "audio/x-affect-melspec,format=F32LE,rate=16000,n-mels=64,hop=160,win=400,n-fft=512";
+
+/// Runs 6 frames at 40 ms with audio whose frame k carries k / 100, starting `offset`
+/// later than the video; returns the (last slot, first slot) values the model saw per frame.
+fn slots_seen(model: &Path, offset_ms: u64) -> Vec<(f64, f64)> {
+    init();
+    let element = gst::ElementFactory::make("affectinfer")
+        .property("model", model.to_str().unwrap())
+        .property("batch-size", 1u32)
+        .property("max-latency", 0u32)
+        // Room on each sink pad for the whole test stream: the test thread pushes all the
+        // audio before the video.
+        .property("latency", 1_000_000_000u64)
+        .build()
+        .unwrap();
+    let mut video = Harness::with_element(&element, Some("video_sink"), Some("src"));
+    let mut audio = Harness::with_element(&element, Some("audio_sink"), None);
+    video.set_src_caps_str(&format!(
+        "video/x-raw,format=RGB,width={W},height={H},framerate=25/1"
+    ));
+    audio.set_src_caps_str(MELSPEC_CAPS);
+    let start = gst::ClockTime::from_mseconds(offset_ms);
+    // 0.4 s of audio in 4 buffers, then EOS.
+    for b in 0..4 {
+        audio
+            .push(melspec_buffer(b * 10, 10, start, |k| k as f32 / 100.0))
+            .unwrap();
+    }
+    audio.push_event(gst::event::Eos::new());
+    for i in 0..6 {
+        video.push(video_buffer(i)).unwrap();
+    }
+    video.push_event(gst::event::Eos::new());
+    (0..6)
+        .map(|_| {
+            let out = video.pull().unwrap();
+            let r = results(&out);
+            (r[0].1[0].atanh() / 0.05, r[0].1[1].atanh() / 0.05)
+        })
+        .collect()
+}
+
+#[test]
+fn audio_window_ends_at_the_frame_time() {
+    let dir = scratch_dir("infer-av-sync");
+    let model = build_model(
+        &dir,
+        "sync.onnx",
+        r#"{"size": 32, "audio_frames": 8, "va_from_audio_slots": true}"#,
+    );
+    let silence = (1e-6f64).ln();
+    for offset_ms in [0u64, 70] {
+        let seen = slots_seen(&model, offset_ms);
+        for (i, (last, first)) in seen.iter().enumerate() {
+            // Frame at t: the newest spectrogram frame ending by t starts at t - 32 ms or
+            // earlier on the 10 ms grid: k = floor((t - offset - 32 ms) / 10 ms).
+            let t = 40 * i as i64 - offset_ms as i64;
+            let k_last = (t - 32).div_euclid(10);
+            let expect_last = if k_last >= 0 {
+                k_last as f64 / 100.0
+            } else {
+                silence
+            };
+            let k_first = k_last - 7;
+            let expect_first = if k_first >= 0 {
+                k_first as f64 / 100.0
+            } else {
+                silence
+            };
+            assert!(
+                (last - expect_last).abs() < 1e-3 && (first - expect_first).abs() < 1e-3,
+                "offset {offset_ms} ms, frame {i}: slots ({last}, {first}), expected ({expect_last}, {expect_first})"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn audio_features_that_differ_from_the_model_are_refused() {
+    init();
+    let dir = scratch_dir("infer-audio-caps");
+    let model = build_model(&dir, "av.onnx", r#"{"size": 32, "audio_frames": 8}"#);
+    let pipeline = gst::parse::launch(&format!(
+        "audiotestsrc num-buffers=5 ! audioconvert ! audioresample ! affectspectro hop-length=80 \
+         ! infer.audio_sink videotestsrc num-buffers=5 ! video/x-raw,width=64,height=48 \
+         ! affectinfer name=infer model={} ! fakesink",
+        model.display()
+    ))
+    .unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let bus = pipeline.bus().unwrap();
+    let err = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Error])
+        .map(|m| match m.view() {
+            gst::MessageView::Error(e) => e.error().to_string(),
+            _ => unreachable!(),
+        })
+        .expect("an error");
+    let _ = pipeline.set_state(gst::State::Null);
+    assert!(err.contains("hop is 80, the model needs 160"), "{err}");
+    assert!(err.contains("hop-length=160"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn eight_pipelines_share_one_session_and_lose_no_frame() {
+    init();
+    let dir = scratch_dir("infer-sharing");
+    let model = build_model(&dir, "shared.onnx", r#"{"size": 32, "state": 4}"#);
+    let frames = 30;
+    let pipelines: Vec<(gst::Pipeline, gst_app::AppSink)> = (0..8)
+        .map(|i| {
+            let live = if i % 2 == 0 { "is-live=true" } else { "" };
+            let p = gst::parse::launch(&format!(
+                "videotestsrc {live} num-buffers={frames} pattern={i} ! video/x-raw,width=64,height=48,framerate=30/1 \
+                 ! affectfacecrop detector=full-frame ! affectinfer model={} batch-size=8 \
+                 ! appsink name=sink sync=false",
+                model.display()
+            ))
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+            let sink = p.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+            (p, sink)
+        })
+        .collect();
+    for (p, _) in &pipelines {
+        p.set_state(gst::State::Playing).unwrap();
+    }
+    let mut counts = Vec::new();
+    for (p, sink) in &pipelines {
+        let mut with_results = 0;
+        let mut total = 0;
+        while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+            total += 1;
+            if !results(sample.buffer().unwrap()).is_empty() {
+                with_results += 1;
+            }
+        }
+        assert!(sink.is_eos(), "pipeline did not finish");
+        p.set_state(gst::State::Null).unwrap();
+        counts.push((total, with_results));
+    }
+    assert_eq!(counts, vec![(frames, frames); 8]);
+    assert_eq!(gstaffect::session::sessions_opened(&model), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Starts `affectinfer` with `properties` and returns the error it posts.
+fn start_error(properties: &str) -> String {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,width=64,height=48 ! affectinfer {properties} ! fakesink"
+    ))
+    .unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let bus = pipeline.bus().unwrap();
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(20),
+        &[gst::MessageType::Error, gst::MessageType::Eos],
+    );
+    let _ = pipeline.set_state(gst::State::Null);
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Error(e)) => format!("{} | {:?}", e.error(), e.debug()),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_bad_model_is_refused_naming_the_problem() {
+    let dir = scratch_dir("infer-bad");
+    assert!(start_error("").contains("set the model property"));
+
+    let missing = dir.join("missing.onnx");
+    let err = start_error(&format!("model={}", missing.display()));
+    assert!(err.contains("missing.onnx"), "{err}");
+
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"not a model").unwrap();
+    let err = start_error(&format!("model={}", garbage.display()));
+    assert!(
+        err.contains("garbage.onnx") && err.contains("cannot load model"),
+        "{err}"
+    );
+
+    let no_key = build_model(
+        &dir,
+        "nokey.onnx",
+        r#"{"size": 32, "break": "no_contract_key"}"#,
+    );
+    let err = start_error(&format!("model={}", no_key.display()));
+    assert!(
+        err.contains("metadata key 'affect.contract' is missing"),
+        "{err}"
+    );
+
+    let narrow = build_model(&dir, "narrow.onnx", r#"{"size": 32, "break": "au_width"}"#);
+    let err = start_error(&format!("model={}", narrow.display()));
+    assert!(
+        err.contains("output 'au' has shape [?,10], the contract needs [N,12]"),
+        "{err}"
+    );
+
+    let good = build_model(&dir, "good.onnx", r#"{"size": 32}"#);
+    let err = start_error(&format!("model={} execution-provider=cuda", good.display()));
+    assert!(err.contains("CUDA"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn cuda_fallback_runs_on_the_cpu_with_a_warning() {
+    init();
+    let dir = scratch_dir("infer-fallback");
+    let model = build_model(&dir, "fb.onnx", r#"{"size": 32}"#);
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=3 ! video/x-raw,width=64,height=48 \
+         ! affectfacecrop detector=full-frame ! affectinfer model={} execution-provider=cuda \
+         fallback-to-cpu=true post-messages=true ! fakesink",
+        model.display()
+    ))
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let (mut warnings, mut messages) = (0, 0);
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(20)) {
+        match msg.view() {
+            gst::MessageView::Warning(_) => warnings += 1,
+            gst::MessageView::Element(e) if e.structure().is_some_and(|s| s.name() == "affect") => {
+                let s = e.structure().unwrap();
+                let faces = s.get::<gst::Array>("faces").unwrap();
+                assert_eq!(faces.len(), 1);
+                let face = faces.as_slice()[0].get::<gst::Structure>().unwrap();
+                assert_eq!(face.get::<u64>("track-id").unwrap(), 1);
+                assert!(face.get::<f64>("valence").unwrap().abs() <= 1.0);
+                messages += 1;
+            }
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(warnings, 1);
+    assert_eq!(messages, 3);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn frames_without_faces_pass_untouched() {
+    init();
+    let dir = scratch_dir("infer-noface");
+    let model = build_model(&dir, "nf.onnx", r#"{"size": 32}"#);
+    let mut h = Harness::new_parse(&format!("affectinfer model={}", model.display()));
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=RGB,width={W},height={H},framerate=25/1"
+    ));
+    let mut buf = gst::Buffer::from_mut_slice(pattern(0));
+    buf.get_mut()
+        .unwrap()
+        .set_pts(gst::ClockTime::from_mseconds(80));
+    h.push(buf).unwrap();
+    h.push_event(gst::event::Eos::new());
+    let out = h.pull().unwrap();
+    assert_eq!(out.pts(), Some(gst::ClockTime::from_mseconds(80)));
+    assert_eq!(
+        out.map_readable().unwrap().as_slice(),
+        pattern(0).as_slice()
+    );
+    assert!(
+        out.iter_meta::<VideoRegionOfInterestMeta>()
+            .next()
+            .is_none()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,202 @@
+//! `affect-train`: make the synthetic affect world, evaluate predictions the ABAW way.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use affect_train::data::{AffWild2, Split};
+use affect_train::synth::{self, SynthConfig};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "affect-train",
+    version,
+    about = "Data, training and evaluation of the affect models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate the synthetic affect world, laid out as Aff-Wild2.
+    Synth {
+        /// Output folder of the data set (videos/, cropped_aligned/, annotations, ground_truth/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 4)]
+        videos: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Videos hold 1..=M people (at most 2, named _left/_right as in Aff-Wild2).
+        #[arg(long, default_value_t = 2)]
+        faces_per_frame: usize,
+        #[arg(long, default_value_t = 30)]
+        fps: u32,
+        #[arg(long, default_value_t = 640)]
+        width: u32,
+        #[arg(long, default_value_t = 480)]
+        height: u32,
+        /// Also (or only) write a contact sheet of faces with their labels to this PNG.
+        #[arg(long)]
+        preview: Option<PathBuf>,
+        /// People (rows) on the contact sheet.
+        #[arg(long, default_value_t = 4)]
+        preview_rows: usize,
+    },
+    /// Print the ABAW scores of a prediction file against a data set's annotations.
+    Eval {
+        /// Data root laid out as Aff-Wild2.
+        #[arg(long)]
+        data: PathBuf,
+        /// Prediction CSV (see the crate documentation for the format).
+        #[arg(long)]
+        pred: PathBuf,
+        /// train or validation.
+        #[arg(long, default_value = "validation")]
+        split: Split,
+    },
+    /// Train a network as a configuration file (TOML) says.
+    #[cfg(feature = "torch")]
+    Train {
+        #[arg(long)]
+        config: PathBuf,
+        /// Continue from the run's `last/` checkpoint when there is one.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Write a checkpoint's predictions over a split as a prediction CSV (for `eval`).
+    #[cfg(feature = "torch")]
+    Predict {
+        /// Checkpoint folder (e.g. `runs/default/best`).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Data root laid out as Aff-Wild2.
+        #[arg(long)]
+        data: PathBuf,
+        /// train or validation.
+        #[arg(long, default_value = "validation")]
+        split: Split,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a checkpoint's network as an ONNX model (the affect model contract).
+    #[cfg(feature = "torch")]
+    Export {
+        /// Checkpoint folder (e.g. `runs/default/best`).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Weights and arithmetic in half precision (inputs and outputs stay f32).
+        #[arg(long)]
+        fp16: bool,
+    },
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Synth {
+            out,
+            videos,
+            seconds,
+            seed,
+            faces_per_frame,
+            fps,
+            width,
+            height,
+            preview,
+            preview_rows,
+        } => {
+            if out.is_none() && preview.is_none() {
+                return Err("give --out DIR, --preview PNG or both".into());
+            }
+            if let Some(png) = preview {
+                synth::preview::write_preview(&png, seed, preview_rows)?;
+                println!("wrote {}", png.display());
+            }
+            if let Some(out) = out {
+                let cfg = SynthConfig {
+                    out,
+                    videos,
+                    seconds,
+                    seed,
+                    faces_per_frame,
+                    fps,
+                    width,
+                    height,
+                    ..SynthConfig::default()
+                };
+                let s = synth::generate(&cfg)?;
+                println!(
+                    "wrote {} videos, {} frames, {} crops to {} in {:.1} s ({:.1} frames/s, rendering {:.1} s)",
+                    s.videos,
+                    s.frames,
+                    s.crops,
+                    cfg.out.display(),
+                    s.total_seconds,
+                    s.frames as f64 / s.total_seconds,
+                    s.render_seconds
+                );
+            }
+        }
+        Command::Eval { data, pred, split } => {
+            let data = AffWild2::open(&data)?;
+            let report = affect_train::eval::evaluate(&data, split, &pred)?;
+            println!("{report}");
+        }
+        #[cfg(feature = "torch")]
+        Command::Train { config, resume } => {
+            let cfg = affect_train::train::config::TrainConfig::load(&config)?;
+            let command = format!("affect-train train --config {}", config.display());
+            let s = affect_train::train::train(&cfg, resume, Some(command))?;
+            println!(
+                "trained {} epochs; best P_VA+P_EXPR+P_AU = {:.3}; checkpoints in {}",
+                s.epochs,
+                s.best_score,
+                s.out.display()
+            );
+        }
+        #[cfg(feature = "torch")]
+        Command::Predict {
+            checkpoint,
+            data,
+            split,
+            out,
+        } => {
+            let device = tch::Device::cuda_if_available();
+            let ck = affect_train::train::checkpoint::load(&checkpoint, device)?;
+            let data = AffWild2::open(&data)?;
+            let s = affect_train::train::predict::predict(&ck.net, &data, split, device, &out)?;
+            println!(
+                "wrote {} rows to {} ({} frames without a crop held the previous prediction)",
+                s.rows,
+                out.display(),
+                s.held
+            );
+        }
+        #[cfg(feature = "torch")]
+        Command::Export {
+            checkpoint,
+            out,
+            fp16,
+        } => {
+            affect_train::export::export_checkpoint(&checkpoint, &out, fp16, None)?;
+            println!("wrote {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("affect-train: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
