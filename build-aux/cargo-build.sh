@@ -1,7 +1,9 @@
 #!/bin/sh
 # meson's custom_target for the plugin: cargo-build.sh SOURCE_ROOT TARGET_DIR PROFILE OUTPUT
 set -eu
-src=$1 target=$2 profile=$3 output=$4
+src=$1 target=$2 profile=$3
+# meson passes OUTPUT relative to the build folder, where this script starts.
+output=$(cd "$(dirname "$4")" && pwd)/$(basename "$4")
 cd "$src"
 cargo build --profile "$profile" -p gst-plugin-affect --target-dir "$target"
 # cargo names the dev profile's output folder "debug".

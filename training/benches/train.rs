@@ -37,25 +37,13 @@ fn images_per_s(cfg: &NetworkConfig, batch: i64, steps: usize, device: Device) -
     };
     let weights = LossWeights::default();
     let mut step = || {
-        let t0 = Instant::now();
         let out = tch::autocast(device.is_cuda(), || {
             net.forward_clips(&face, audio.as_ref(), batch, 1, true)
         });
         let l = multitask_loss(&out, &targets, &weights, None);
-        let _ = l.total.double_value(&[]);
-        let t1 = Instant::now();
         opt.zero_grad();
         l.total.backward();
-        let t2 = Instant::now();
         opt.step(1e-4);
-        if std::env::var_os("AFFECT_BENCH_DEBUG").is_some() {
-            eprintln!(
-                "fwd {:?} bwd {:?} step {:?}",
-                t1 - t0,
-                t2 - t1,
-                t2.elapsed()
-            );
-        }
     };
     step(); // warm-up: allocations, cuDNN algorithm choice
     if device.is_cuda() {
