@@ -3,6 +3,9 @@
 
 use affect_core::pixels::{FrameLayout, PixelFormat, YuvMatrix};
 
+/// Raw video formats the elements read (those `frame_layout` maps).
+pub const VIDEO_FORMATS: [&str; 8] = ["RGB", "BGR", "RGBx", "BGRx", "RGBA", "BGRA", "I420", "NV12"];
+
 /// The layout of frames of `info`, for the formats the elements accept.
 pub fn frame_layout(info: &gst_video::VideoInfo) -> Option<FrameLayout> {
     use gst_video::VideoFormat as F;

@@ -437,18 +437,23 @@ fn latency_includes_one_fft_frame() {
 
 #[test]
 fn gst_inspect_finds_the_element() {
-    // The cdylib sits next to the test binary's deps folder: target/<profile>/.
+    // `cargo test` builds the cdylib next to the test binary (deps/); `cargo build` also puts
+    // it in target/<profile>/. Copy it alone into a folder so the scanner sees only it.
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    assert!(
-        profile_dir.join("libgstaffect.so").exists(),
-        "no libgstaffect.so in {}",
-        profile_dir.display()
-    );
+    let deps = exe.parent().unwrap();
+    let built = [
+        deps.join("libgstaffect.so"),
+        deps.parent().unwrap().join("libgstaffect.so"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .unwrap_or_else(|| panic!("no libgstaffect.so in or next to {}", deps.display()));
+    let dir = scratch_dir("gst-inspect");
+    std::fs::copy(&built, dir.join("libgstaffect.so")).unwrap();
     let out = std::process::Command::new("gst-inspect-1.0")
         .arg("affectspectro")
-        .env("GST_PLUGIN_PATH", profile_dir)
-        .env("GST_REGISTRY", profile_dir.join("test-registry.bin"))
+        .env("GST_PLUGIN_PATH", &dir)
+        .env("GST_REGISTRY", dir.join("registry.bin"))
         .output()
         .expect("gst-inspect-1.0 runs (gstreamer1.0-tools)");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -459,4 +464,5 @@ fn gst_inspect_finds_the_element() {
     );
     assert!(text.contains("audio/x-affect-melspec"), "{text}");
     assert!(text.contains("sample-rate"), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -43,8 +43,6 @@ const DEFAULT_CROP_SIZE: u32 = 112;
 const DEFAULT_TRACK_ID: i64 = -1;
 const DEFAULT_BOX_MARGIN: f64 = 0.2;
 
-const SINK_FORMATS: [&str; 8] = ["RGB", "BGR", "RGBx", "BGRx", "RGBA", "BGRA", "I420", "NV12"];
-
 #[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
 #[enum_type(name = "GstAffectFaceCropMode")]
@@ -198,7 +196,7 @@ pub struct AffectFaceCrop {
 impl AffectFaceCrop {
     fn sink_caps() -> gst::Caps {
         gst::Caps::builder("video/x-raw")
-            .field("format", gst::List::new(SINK_FORMATS))
+            .field("format", gst::List::new(crate::frame::VIDEO_FORMATS))
             .field("width", gst::IntRange::new(1, i32::MAX))
             .field("height", gst::IntRange::new(1, i32::MAX))
             .field("framerate", gst::FractionRange::new((0, 1), (i32::MAX, 1)))

@@ -39,8 +39,6 @@ const DEFAULT_POST_MESSAGES: bool = false;
 /// Seconds of spectrogram kept beyond the model's window, for audio that runs ahead.
 const AUDIO_SLACK_SECONDS: f64 = 5.0;
 
-const VIDEO_FORMATS: [&str; 8] = ["RGB", "BGR", "RGBx", "BGRx", "RGBA", "BGRA", "I420", "NV12"];
-
 #[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
 #[enum_type(name = "GstAffectExecutionProvider")]
@@ -614,7 +612,7 @@ impl ElementImpl for AffectInfer {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let video = gst::Caps::builder("video/x-raw")
-                .field("format", gst::List::new(VIDEO_FORMATS))
+                .field("format", gst::List::new(crate::frame::VIDEO_FORMATS))
                 .field("width", gst::IntRange::new(1, i32::MAX))
                 .field("height", gst::IntRange::new(1, i32::MAX))
                 .field("framerate", gst::FractionRange::new((0, 1), (i32::MAX, 1)))
