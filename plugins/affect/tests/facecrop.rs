@@ -1,20 +1,14 @@
 //! `affectfacecrop` against OpenCV and scikit-image, and under the stream events users meet.
 
+mod common;
+
+use common::init;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use affect_core::testutil::{run_python, scratch_dir};
 use gst::prelude::*;
 use gst_check::Harness;
 use gstaffect::meta::{self, Face};
-
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstaffect::plugin_register_static().expect("register the affect plugin");
-    });
-}
 
 /// scikit-image's photograph of Eileen Collins, the face test image OpenCV users know.
 fn astronaut() -> PathBuf {

@@ -1,22 +1,16 @@
 //! `affectinfer` against Python's onnxruntime on independently cut crops, audio-visual
 //! synchronisation, recurrent state, sharing one session, and every way a model can be wrong.
 
+mod common;
+
+use common::init;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use affect_core::testutil::{read_f32, run_python, scratch_dir};
 use gst::prelude::*;
 use gst_check::Harness;
 use gst_video::VideoRegionOfInterestMeta;
 use gstaffect::meta::Face;
-
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstaffect::plugin_register_static().expect("register the affect plugin");
-    });
-}
 
 /// Builds a small model of the contract with the `onnx` package. The graph is a real
 /// multi-task network (pooled face colours and audio through linear layers, tanh / sigmoid /

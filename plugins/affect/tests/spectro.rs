@@ -1,19 +1,13 @@
 //! `affectspectro` against librosa and against itself under every way a stream can arrive.
 
-use std::sync::Once;
+mod common;
+
+use common::init;
 
 use affect_core::melspec::{MelConfig, MelSpectrogram};
 use affect_core::testutil::{read_f32, run_python, scratch_dir, write_f32};
 use gst::prelude::*;
 use gst_check::Harness;
-
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstaffect::plugin_register_static().expect("register the affect plugin");
-    });
-}
 
 const RATE: u64 = 16_000;
 const HOP: u64 = 160;

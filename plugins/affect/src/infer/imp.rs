@@ -191,17 +191,18 @@ impl AffectInfer {
         gst::FlowError::Error
     }
 
-    /// Checks the spectrogram caps against the features the model was trained on.
+    /// Checks the spectrogram caps against the features the model was trained on and makes
+    /// the ring for them; `None` for a video-only model, which ignores audio.
     fn check_audio_caps(
         &self,
         caps: &gst::CapsRef,
         model: &SharedModel,
-    ) -> Result<MelRing, String> {
+    ) -> Result<Option<MelRing>, String> {
         let s = caps
             .structure(0)
             .ok_or_else(|| "empty audio caps".to_string())?;
         let Some(spec) = &model.contract.audio else {
-            return Err(String::new());
+            return Ok(None);
         };
         let m = &spec.mel;
         let int = |f: &str| s.get::<i32>(f).ok().map(|v| v as i64);
@@ -252,7 +253,7 @@ impl AffectInfer {
             ));
         }
         let slack = (AUDIO_SLACK_SECONDS * m.sample_rate as f64 / m.hop_length as f64) as usize;
-        Ok(MelRing::new(m, spec.frames + slack))
+        Ok(Some(MelRing::new(m, spec.frames + slack)))
     }
 
     /// Moves spectrogram buffers from the audio pad into the ring until it covers the video
@@ -291,11 +292,14 @@ impl AffectInfer {
                 .and_then(|s| s.to_running_time(buf.pts()));
             if let (Some(ring), Some(start)) = (state.ring.as_mut(), start) {
                 let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
+                let mut values = Vec::with_capacity(n_mels);
                 for (k, frame) in map.as_slice().chunks_exact(n_mels * 4).enumerate() {
-                    let values: Vec<f32> = frame
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
+                    values.clear();
+                    values.extend(
+                        frame
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                    );
                     ring.push(
                         start.nseconds() + (k as f64 * hop_ns).round() as u64,
                         &values,
@@ -789,8 +793,8 @@ impl AggregatorImpl for AffectInfer {
                 let mut guard = self.state.lock().unwrap();
                 if let Some(state) = guard.as_mut() {
                     match self.check_audio_caps(c.caps(), &state.model) {
-                        Ok(ring) => state.ring = Some(ring),
-                        Err(e) if e.is_empty() => {
+                        Ok(Some(ring)) => state.ring = Some(ring),
+                        Ok(None) => {
                             gst::info!(CAT, imp = self, "Video-only model: audio is ignored");
                         }
                         Err(e) => {
