@@ -1,242 +1,392 @@
-//! `affect demo`: a generated speech-like recording through the audio stream of the analysis.
+//! `affect demo`: the whole analysis on a generated talking-face clip with known ground truth.
+//!
+//! 1. The synthetic affect world (`affect_train::synth`) writes one clip of one person
+//!    talking (MJPEG + voice in Matroska) with its ground truth, laid out as Aff-Wild2 is.
+//! 2. The clip goes through the real pipeline ([`crate::pipeline`]): Haar faces, the
+//!    default model with the voice's spectrogram, `affectsink` CSV and JSONL, and
+//!    `affectoverlay` into a VP8/WebM video.
+//! 3. The results are plotted (`timeline.png`) and scored the ABAW way against the ground
+//!    truth through `affect_train::eval`, and compared with [`SCORE_MINIMA`].
 
-use std::f64::consts::PI;
 use std::fs;
 use std::io::Write;
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use gst::prelude::*;
+use affect_core::labels::N_AUS;
+use affect_train::data::AffWild2;
+use affect_train::eval::{self, EvalReport};
+use affect_train::synth::{self, FrameTruth, SynthConfig};
+use serde::Serialize;
 
-/// Sample rate and channel count of the generated file: CD-like, so the pipeline has to
-/// convert and resample before the spectrogram, as it would for a real recording.
-const FILE_RATE: u32 = 44_100;
-const FILE_CHANNELS: u16 = 2;
+use crate::pipeline::{self, Detector, Format, FrameRecord, Job, Outcome};
+use crate::plot::{self, Series};
+use crate::progress;
 
-/// A voice-like signal: syllables of a harmonic source with a gliding pitch, shaped by two
-/// moving formants, separated by pauses.
-fn speech_like(seconds: f64) -> Vec<f32> {
-    let n = (seconds * FILE_RATE as f64) as usize;
-    let mut phase = 0.0f64;
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let t = i as f64 / FILE_RATE as f64;
-        // 4 syllables a second, the last quarter of each second silent.
-        let syllable = (t * 4.0).fract();
-        let voiced = (t.fract() < 0.75) as u8 as f64;
-        let envelope = voiced * (PI * syllable).sin().powi(2);
-        let f0 = 130.0 + 35.0 * (2.0 * PI * 0.6 * t).sin() + 15.0 * (2.0 * PI * 4.0 * t).sin();
-        phase += 2.0 * PI * f0 / FILE_RATE as f64;
-        let formant1 = 500.0 + 250.0 * (2.0 * PI * 1.1 * t).sin();
-        let formant2 = 1500.0 + 600.0 * (2.0 * PI * 0.7 * t).cos();
-        let mut x = 0.0;
-        for h in 1..40 {
-            let f = f0 * h as f64;
-            if f > 7000.0 {
-                break;
-            }
-            let gain = (-((f - formant1) / 200.0).powi(2)).exp()
-                + 0.6 * (-((f - formant2) / 300.0).powi(2)).exp()
-                + 0.05 / h as f64;
-            x += gain * (phase * h as f64).sin();
+/// The scores the demo must reach with the default model (`SCORE_MINIMA[k].1` is the
+/// minimum of the score named `.0`). They are set a margin below what the default model
+/// scores on the demo's clip through the pipeline (Haar faces, box crops), so a change
+/// that breaks any stage of the analysis shows as a failed demo.
+pub const SCORE_MINIMA: [(&str, f64); 3] = [("P_VA", 0.30), ("P_EXPR", 0.20), ("P_AU", 0.20)];
+
+/// Frames of the clip that must have a face with results.
+pub const MIN_COVERAGE: f64 = 0.9;
+
+/// Size and rate of the demo clip.
+pub const WIDTH: u32 = 640;
+pub const HEIGHT: u32 = 480;
+pub const FPS: u32 = 30;
+
+/// Options of `affect demo`.
+pub struct DemoOptions {
+    pub out: PathBuf,
+    pub seconds: f64,
+    pub seed: u64,
+    pub model: Option<PathBuf>,
+}
+
+/// What the demo measured; written to `scores.json` too.
+#[derive(Debug, Serialize)]
+pub struct DemoScores {
+    pub frames: usize,
+    pub face_rows: usize,
+    pub coverage: f64,
+    pub ccc_valence: f64,
+    pub ccc_arousal: f64,
+    pub p_va: f64,
+    pub p_expr: f64,
+    pub p_au: f64,
+    pub generate_seconds: f64,
+    pub pipeline_seconds: f64,
+    pub passed: bool,
+}
+
+/// The output files of a demo run.
+pub struct DemoFiles {
+    pub video: PathBuf,
+    pub csv: PathBuf,
+    pub jsonl: PathBuf,
+    pub annotated: PathBuf,
+    pub timeline: PathBuf,
+    pub predictions: PathBuf,
+    pub scores: PathBuf,
+}
+
+impl DemoFiles {
+    fn new(out: &Path) -> DemoFiles {
+        DemoFiles {
+            video: out.join("synth/videos/synth-000.mkv"),
+            csv: out.join("affect.csv"),
+            jsonl: out.join("affect.jsonl"),
+            annotated: out.join(format!("annotated.{}", pipeline::ANNOTATED_EXTENSION)),
+            timeline: out.join("timeline.png"),
+            predictions: out.join("predictions.csv"),
+            scores: out.join("scores.json"),
         }
-        out.push((0.25 * envelope * x) as f32);
     }
-    out
 }
 
-/// Writes interleaved 16-bit PCM WAV with the same signal on every channel.
-fn write_wav(path: &Path, mono: &[f32]) -> std::io::Result<()> {
-    let block_align = 2 * FILE_CHANNELS as u32;
-    let data_len = mono.len() as u32 * block_align;
-    let mut bytes = Vec::with_capacity(44 + data_len as usize);
-    bytes.extend_from_slice(b"RIFF");
-    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
-    bytes.extend_from_slice(b"WAVEfmt ");
-    bytes.extend_from_slice(&16u32.to_le_bytes());
-    bytes.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    bytes.extend_from_slice(&FILE_CHANNELS.to_le_bytes());
-    bytes.extend_from_slice(&FILE_RATE.to_le_bytes());
-    bytes.extend_from_slice(&(FILE_RATE * block_align).to_le_bytes());
-    bytes.extend_from_slice(&(block_align as u16).to_le_bytes());
-    bytes.extend_from_slice(&16u16.to_le_bytes());
-    bytes.extend_from_slice(b"data");
-    bytes.extend_from_slice(&data_len.to_le_bytes());
-    for &s in mono {
-        let v = (s.clamp(-1.0, 1.0) * 32767.0).round() as i16;
-        for _ in 0..FILE_CHANNELS {
-            bytes.extend_from_slice(&v.to_le_bytes());
+fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+    if union > 0.0 { inter / union } else { 0.0 }
+}
+
+/// The pipeline's face of each video frame that is the person of the ground truth (the
+/// best box overlap, at least 0.3), `None` where the pipeline found none.
+fn match_frames<'a>(
+    outcome: &'a Outcome,
+    truth: &[FrameTruth],
+    fps: f64,
+) -> Vec<Option<&'a pipeline::FaceRecord>> {
+    let mut matched = vec![None; truth.len()];
+    for frame in &outcome.frames {
+        let index = (frame.time * fps).round();
+        if !(index >= 0.0 && (index as usize) < truth.len()) {
+            continue;
         }
+        let index = index as usize;
+        let Some(person) = truth[index].faces.first() else {
+            continue;
+        };
+        let [x, y, w, h] = person.bbox;
+        let true_box = [x, y, x + w, y + h];
+        matched[index] = best_face(frame, true_box);
     }
-    fs::File::create(path)?.write_all(&bytes)
+    matched
 }
 
-struct Spectrogram {
-    caps: String,
-    n_mels: usize,
-    frames: Vec<f32>,
-    first_pts: Option<gst::ClockTime>,
-    end: Option<gst::ClockTime>,
-    /// Output buffers whose timestamp did not continue the previous one exactly.
-    gaps: usize,
+fn best_face(frame: &FrameRecord, true_box: [f32; 4]) -> Option<&pipeline::FaceRecord> {
+    frame
+        .faces
+        .iter()
+        .map(|f| (iou(f.bbox, true_box), f))
+        .filter(|(o, _)| *o >= 0.3)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, f)| f)
 }
 
-fn analyse(path: &Path) -> Result<Spectrogram, String> {
-    let description = format!(
-        "filesrc location=\"{}\" ! decodebin ! audioconvert ! audioresample \
-         ! affectspectro ! appsink name=sink sync=false",
-        path.display()
-    );
-    let pipeline = gst::parse::launch(&description)
-        .map_err(|e| format!("cannot build the pipeline: {e}"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "the description is not a pipeline".to_string())?;
-    let sink = pipeline
-        .by_name("sink")
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or("no appsink in the pipeline")?;
-    let bus = pipeline.bus().ok_or("pipeline without bus")?;
-    let _ = pipeline.set_state(gst::State::Playing);
-
-    let mut spec = Spectrogram {
-        caps: String::new(),
-        n_mels: 0,
-        frames: Vec::new(),
-        first_pts: None,
-        end: None,
-        gaps: 0,
-    };
-    let result = loop {
-        // Errors are checked between samples so a failing pipeline never blocks the loop.
-        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
-            && let gst::MessageView::Error(e) = msg.view()
-        {
-            break Err(format!("{} ({:?})", e.error(), e.debug()));
-        }
-        match sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
-            Some(sample) => {
-                if spec.n_mels == 0
-                    && let Some(caps) = sample.caps()
-                {
-                    spec.caps = caps.to_string();
-                    let s = caps.structure(0).ok_or("caps without structure")?;
-                    spec.n_mels = s.get::<i32>("n-mels").map_err(|e| e.to_string())? as usize;
-                }
-                let buf = sample.buffer().ok_or("sample without buffer")?;
-                if let (Some(end), Some(pts)) = (spec.end, buf.pts())
-                    && end != pts
-                {
-                    spec.gaps += 1;
-                }
-                spec.first_pts = spec.first_pts.or(buf.pts());
-                spec.end = buf.pts().zip(buf.duration()).map(|(p, d)| p + d);
-                let map = buf.map_readable().map_err(|e| e.to_string())?;
-                spec.frames.extend(
-                    map.as_slice()
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-                );
-            }
-            None if sink.is_eos() => break Ok(()),
-            None => {}
-        }
-    };
-    let _ = pipeline.set_state(gst::State::Null);
-    result.map(|()| spec)
-}
-
-/// The spectrogram in the terminal: time left to right, low mels at the bottom.
-fn draw(spec: &Spectrogram, columns: usize, rows: usize) -> String {
-    const RAMP: &[u8] = b" .:-=+*#%@";
-    let n_frames = spec.frames.len() / spec.n_mels;
-    let mut sorted = spec.frames.clone();
-    sorted.sort_by(f32::total_cmp);
-    let lo = sorted[sorted.len() / 20];
-    let hi = sorted[sorted.len() - 1 - sorted.len() / 100];
-    let mut text = String::new();
-    for row in (0..rows).rev() {
-        let (m0, m1) = (row * spec.n_mels / rows, (row + 1) * spec.n_mels / rows);
-        for col in 0..columns {
-            let (f0, f1) = (
-                col * n_frames / columns,
-                ((col + 1) * n_frames / columns).max(col * n_frames / columns + 1),
-            );
-            let mut sum = 0.0;
-            let mut count = 0;
-            for f in f0..f1.min(n_frames) {
-                for m in m0..m1 {
-                    sum += spec.frames[f * spec.n_mels + m];
-                    count += 1;
-                }
-            }
-            let v = if count > 0 { sum / count as f32 } else { lo };
-            let level = ((v - lo) / (hi - lo)).clamp(0.0, 1.0);
-            text.push(RAMP[(level * (RAMP.len() - 1) as f32).round() as usize] as char);
+/// Writes the ABAW prediction file (`training/README.md`, "Evaluation"): one row per
+/// frame; a frame without a face holds the last prediction, as ABAW entries fill frames
+/// their detector missed (neutral before the first one).
+fn write_predictions(
+    path: &Path,
+    name: &str,
+    matched: &[Option<&pipeline::FaceRecord>],
+) -> Result<(), String> {
+    let mut text = eval::prediction_header();
+    text.push('\n');
+    let mut last: Option<&pipeline::FaceRecord> = None;
+    for (i, m) in matched.iter().enumerate() {
+        last = m.or(last);
+        let (va, expression, au) = match last {
+            Some(f) => ([f.valence, f.arousal], f.expression, f.au_probs),
+            None => ([0.0, 0.0], 0, [0.0; N_AUS]),
+        };
+        text += &format!("{name},{},{:.6},{:.6},{expression}", i + 1, va[0], va[1]);
+        for p in au {
+            text += &format!(",{p:.6}");
         }
         text.push('\n');
     }
-    text
+    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-pub fn run(out: &Path, seconds: f64) -> Result<(), String> {
-    if !(seconds.is_finite() && seconds >= 0.1) {
-        return Err(format!("--seconds must be at least 0.1, got {seconds}"));
+fn series_of(matched: &[Option<&pipeline::FaceRecord>], fps: f64) -> Series {
+    let mut s = Series::default();
+    for (i, m) in matched.iter().enumerate() {
+        if let Some(f) = m {
+            s.push(
+                i as f64 / fps,
+                [f.valence, f.arousal],
+                f.expression,
+                f.au_probs,
+            );
+        }
     }
-    fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let wav = out.join("speech.wav");
-    println!(
-        "Generating {seconds} s of speech-like audio ({FILE_RATE} Hz stereo) -> {}",
-        wav.display()
-    );
-    write_wav(&wav, &speech_like(seconds))
-        .map_err(|e| format!("cannot write {}: {e}", wav.display()))?;
+    s
+}
 
-    println!(
-        "Running filesrc ! decodebin ! audioconvert ! audioresample ! affectspectro ! appsink"
-    );
-    let started = Instant::now();
-    let spec = analyse(&wav)?;
-    let elapsed = started.elapsed().as_secs_f64();
-    if spec.n_mels == 0 || spec.frames.is_empty() {
-        return Err("the pipeline produced no spectrogram frames".into());
+fn truth_series(truth: &[FrameTruth]) -> Series {
+    let mut s = Series::default();
+    for frame in truth {
+        if let Some(p) = frame.faces.first() {
+            s.push(
+                frame.time,
+                [p.valence, p.arousal],
+                p.expression,
+                p.au.map(|a| a as f32),
+            );
+        }
     }
-    let n_frames = spec.frames.len() / spec.n_mels;
-    let expected =
-        affect_core::melspec::MelConfig::default().n_frames((seconds * 16_000.0) as usize);
+    s
+}
 
-    let raw = out.join("spectrogram.f32");
-    let bytes: Vec<u8> = spec.frames.iter().flat_map(|v| v.to_le_bytes()).collect();
-    fs::write(&raw, bytes).map_err(|e| format!("cannot write {}: {e}", raw.display()))?;
+/// Whether `report` meets every minimum of [`SCORE_MINIMA`], with one line per score.
+pub fn check_minima(p_va: f64, p_expr: f64, p_au: f64) -> (bool, Vec<String>) {
+    let mut ok = true;
+    let lines = SCORE_MINIMA
+        .iter()
+        .map(|&(name, minimum)| {
+            let value = match name {
+                "P_VA" => p_va,
+                "P_EXPR" => p_expr,
+                _ => p_au,
+            };
+            let pass = value >= minimum;
+            ok &= pass;
+            format!(
+                "{name:<7} {value:.4}   minimum {minimum:.2}   {}",
+                if pass { "ok" } else { "BELOW" }
+            )
+        })
+        .collect();
+    (ok, lines)
+}
 
-    println!();
-    println!("Output caps      {}", spec.caps);
-    println!(
-        "Frames           {n_frames} x {} mels (expected {expected} for {seconds} s)",
-        spec.n_mels
-    );
-    println!(
-        "Time covered     {} .. {}",
-        spec.first_pts.map_or("?".into(), |t| t.to_string()),
-        spec.end.map_or("?".into(), |t| t.to_string())
-    );
-    println!("Timestamp gaps   {}", spec.gaps);
-    println!(
-        "Wall time        {:.3} s ({:.0}x real time, decode + resample + spectrogram)",
-        elapsed,
-        seconds / elapsed
-    );
-    println!(
-        "Frames written   {} (little-endian f32, frame-major)",
-        raw.display()
-    );
-    println!();
-    println!("Log-mel spectrogram (time ->, mel bands ^):");
-    print!("{}", draw(&spec, 72, 16));
-    if n_frames.abs_diff(expected) > 2 || spec.gaps > 0 {
+pub fn run(options: &DemoOptions) -> Result<DemoScores, String> {
+    let seconds = options.seconds;
+    if !(seconds.is_finite() && (1.0..=600.0).contains(&seconds)) {
         return Err(format!(
-            "unexpected output: {n_frames} frames (expected {expected}), {} gaps",
-            spec.gaps
+            "--seconds must be between 1 and 600, got {seconds}"
         ));
     }
-    Ok(())
+    let model = match &options.model {
+        Some(m) => m.clone(),
+        None => pipeline::default_model()?,
+    };
+    if !model.is_file() {
+        return Err(format!("model {} does not exist", model.display()));
+    }
+    let out = &options.out;
+    let files = DemoFiles::new(out);
+    let synth_root = out.join("synth");
+    if synth_root.exists() {
+        // A clip of another length or seed must not leave frames or labels behind.
+        fs::remove_dir_all(&synth_root)
+            .map_err(|e| format!("cannot clear {}: {e}", synth_root.display()))?;
+    }
+    fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+
+    // 1. The clip.
+    let n_frames = (seconds * FPS as f64).round() as u64;
+    let started = Instant::now();
+    let spinner = progress::spinner(&format!(
+        "generating a {seconds} s talking-face clip ({WIDTH}x{HEIGHT}, {FPS} fps, {n_frames} frames, voice at 16 kHz)"
+    ));
+    let world = SynthConfig {
+        out: synth_root.clone(),
+        videos: 1,
+        seconds: seconds as f32,
+        seed: options.seed,
+        faces_per_frame: 1,
+        fps: FPS,
+        width: WIDTH,
+        height: HEIGHT,
+        ..SynthConfig::default()
+    };
+    synth::generate(&world).map_err(|e| format!("cannot generate the clip: {e}"))?;
+    let generate_seconds = started.elapsed().as_secs_f64();
+    spinner.finish_and_clear();
+    println!(
+        "clip      {} ({n_frames} frames, generated in {generate_seconds:.1} s)",
+        files.video.display()
+    );
+    let truth = synth::read_ground_truth(&synth_root.join("ground_truth/synth-000.jsonl"))
+        .map_err(|e| format!("cannot read the ground truth: {e}"))?;
+
+    // 2. The pipeline.
+    let job = Job {
+        input: files.video.clone(),
+        model: model.clone(),
+        detector: Detector::Haar,
+        audio: true,
+        tables: vec![
+            (Format::Csv, files.csv.clone()),
+            (Format::Jsonl, files.jsonl.clone()),
+        ],
+        annotated: Some(files.annotated.clone()),
+    };
+    println!("model     {}", model.display());
+    println!("pipeline  {}", job.description().trim());
+    let bar = progress::file_bar("analysing", Duration::from_secs_f64(seconds));
+    let outcome = job.run(|position, duration| progress::update(&bar, position, duration))?;
+    bar.finish_and_clear();
+    let pipeline_seconds = outcome.elapsed.as_secs_f64();
+    println!(
+        "analysed  {} frames in {pipeline_seconds:.1} s ({:.1} frames/s, {:.2}x real time)",
+        outcome.frames.len(),
+        outcome.frames.len() as f64 / pipeline_seconds,
+        seconds / pipeline_seconds
+    );
+
+    // 3. Scores and plot.
+    let fps = if outcome.fps > 0.0 {
+        outcome.fps
+    } else {
+        FPS as f64
+    };
+    let matched = match_frames(&outcome, &truth, fps);
+    let covered = matched.iter().filter(|m| m.is_some()).count();
+    let coverage = covered as f64 / truth.len().max(1) as f64;
+    write_predictions(&files.predictions, "synth-000", &matched)?;
+    let data = AffWild2::open(&synth_root).map_err(|e| e.to_string())?;
+    let report: EvalReport =
+        eval::evaluate(&data, world.split(0), &files.predictions).map_err(|e| e.to_string())?;
+    let (va, expr, au) = match (&report.va, &report.expr, &report.au) {
+        (Some(va), Some(expr), Some(au)) => (va, expr, au),
+        _ => return Err("the clip's ground truth lacks a task's annotations".into()),
+    };
+
+    let predicted = series_of(&matched, fps);
+    let truth_s = truth_series(&truth);
+    let subtitle = format!(
+        "synthetic clip, seed {}, {} frames at {fps:.0} fps; model {}; faces with results in {:.0} % of frames; \
+         P_VA {:.3}  P_EXPR {:.3}  P_AU {:.3}",
+        options.seed,
+        truth.len(),
+        model
+            .file_name()
+            .map_or("?".into(), |n| n.to_string_lossy()),
+        100.0 * coverage,
+        va.p_va,
+        expr.macro_f1,
+        au.mean_f1
+    );
+    plot::write(
+        &files.timeline,
+        &plot::Timeline {
+            title: "affect demo: model (solid) and ground truth (dashed)",
+            subtitle: &subtitle,
+            duration: seconds,
+            frame_seconds: 1.0 / fps,
+            predicted: &predicted,
+            truth: Some(&truth_s),
+        },
+    )?;
+
+    let (passed_scores, lines) = check_minima(va.p_va, expr.macro_f1, au.mean_f1);
+    let passed = passed_scores && coverage >= MIN_COVERAGE;
+    let scores = DemoScores {
+        frames: outcome.frames.len(),
+        face_rows: outcome.face_rows(),
+        coverage,
+        ccc_valence: va.ccc_valence,
+        ccc_arousal: va.ccc_arousal,
+        p_va: va.p_va,
+        p_expr: expr.macro_f1,
+        p_au: au.mean_f1,
+        generate_seconds,
+        pipeline_seconds,
+        passed,
+    };
+    let json = serde_json::to_string_pretty(&scores).map_err(|e| e.to_string())?;
+    fs::File::create(&files.scores)
+        .and_then(|mut f| writeln!(f, "{json}"))
+        .map_err(|e| format!("cannot write {}: {e}", files.scores.display()))?;
+
+    println!();
+    println!("outputs");
+    for (what, path) in [
+        ("annotated video", &files.annotated),
+        ("results (CSV)", &files.csv),
+        ("results (JSONL)", &files.jsonl),
+        ("timeline plot", &files.timeline),
+        ("ABAW predictions", &files.predictions),
+        ("scores", &files.scores),
+    ] {
+        println!("  {what:<17} {}", path.display());
+    }
+    println!();
+    println!(
+        "ABAW scores against the clip's ground truth ({} frames, faces with results in {covered}, {:.1} %):",
+        truth.len(),
+        100.0 * coverage
+    );
+    println!("{report}");
+    println!();
+    println!("thresholds:");
+    for line in &lines {
+        println!("  {line}");
+    }
+    println!(
+        "  coverage {:.4}   minimum {MIN_COVERAGE:.2}   {}",
+        coverage,
+        if coverage >= MIN_COVERAGE {
+            "ok"
+        } else {
+            "BELOW"
+        }
+    );
+    println!(
+        "time: {:.1} s generating, {pipeline_seconds:.1} s analysing, {:.1} s in all",
+        generate_seconds,
+        started.elapsed().as_secs_f64()
+    );
+    if !passed {
+        return Err("the demo's scores are below the thresholds (see above)".into());
+    }
+    Ok(scores)
 }

@@ -1,15 +1,14 @@
 //! `affect`: run the affect elements without writing a pipeline.
 //!
-//! - `affect demo`: makes a short speech-like recording, runs it through the audio stream of
-//!   the analysis (`decodebin ! audioconvert ! audioresample ! affectspectro`) and prints what
-//!   came out, with the spectrogram drawn in the terminal.
+//! - `affect demo`: a generated talking-face clip through the whole analysis, with an
+//!   annotated video, the results as CSV/JSONL, a timeline plot and ABAW scores against the
+//!   clip's ground truth.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use affect_cli::demo;
 use clap::{Parser, Subcommand};
-
-mod demo;
 
 #[derive(Parser)]
 #[command(
@@ -24,30 +23,43 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the analysis on a generated recording and summarise the result.
+    /// Analyse a generated talking-face clip with the default model and score the results
+    /// against its ground truth.
     Demo {
-        /// Folder for the generated input and the outputs.
+        /// Folder for the generated clip and the outputs.
         #[arg(short, long, default_value = "affect-demo")]
         out: PathBuf,
-        /// Length of the generated recording in seconds.
+        /// Length of the clip in seconds.
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// Seed of the synthetic world (the person, their expressions and voice).
+        #[arg(long, default_value_t = 2)]
+        seed: u64,
+        /// ONNX model of the affect contract (default: models/affect-default.onnx).
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = gst::init() {
-        eprintln!("error: cannot initialise GStreamer: {e}");
-        return ExitCode::FAILURE;
-    }
-    // The elements are linked into this binary: no GST_PLUGIN_PATH needed.
-    if let Err(e) = gstaffect::plugin_register_static() {
-        eprintln!("error: cannot register the affect elements: {e}");
+    if let Err(e) = affect_cli::init() {
+        eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
-        Command::Demo { out, seconds } => demo::run(&out, seconds),
+        Command::Demo {
+            out,
+            seconds,
+            seed,
+            model,
+        } => demo::run(&demo::DemoOptions {
+            out,
+            seconds,
+            seed,
+            model,
+        })
+        .map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,16 @@
+//! The `affect` command line: the analysis pipeline of a file ([`pipeline`]), the demo on
+//! the synthetic world ([`demo`]), batch analysis ([`analyze`]), the elements' benchmarks
+//! and the timeline plot ([`plot`]).
+
+pub mod demo;
+pub mod pipeline;
+pub mod plot;
+pub mod progress;
+
+/// Initialises GStreamer and registers the affect elements linked into this program, so no
+/// `GST_PLUGIN_PATH` is needed.
+pub fn init() -> Result<(), String> {
+    gst::init().map_err(|e| format!("cannot initialise GStreamer: {e}"))?;
+    gstaffect::plugin_register_static()
+        .map_err(|e| format!("cannot register the affect elements: {e}"))
+}

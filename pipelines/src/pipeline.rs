@@ -1,0 +1,375 @@
+//! The analysis pipeline of one video file, shared by `affect demo` and `affect analyze`:
+//!
+//! ```text
+//! filesrc ! decodebin name=d
+//!   d. ! queue ! videoconvert ! affectfacecrop ! infer.video_sink
+//!   d. ! queue ! audioconvert ! audioresample ! affectspectro ! infer.audio_sink   (with audio)
+//!   affectinfer name=infer ! tee name=results
+//!     results. ! queue ! affectsink format=csv|jsonl            (one per table)
+//!     results. ! queue ! affectoverlay ! videoconvert ! vp8enc ! webmmux ! filesink   (optional)
+//! ```
+//!
+//! A probe on `affectinfer`'s source pad keeps every frame's results for the plot and scores.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use affect_core::labels::{AU_LABELS, EXPRESSION_LABELS, N_AUS};
+use gst::prelude::*;
+use gstaffect::meta;
+
+/// Where the faces come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Detector {
+    /// `affectfacecrop`'s built-in Haar cascade (no model file needed).
+    Haar,
+    /// An ONNX face detector of the YuNet, SCRFD or UltraFace layout.
+    Onnx(PathBuf),
+    /// The whole frame is the face (videos of cropped faces).
+    FullFrame,
+}
+
+impl FromStr for Detector {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Detector, String> {
+        match s {
+            "haar" => Ok(Detector::Haar),
+            "full-frame" => Ok(Detector::FullFrame),
+            _ => match s.strip_prefix("onnx:") {
+                Some(file) if !file.is_empty() => Ok(Detector::Onnx(PathBuf::from(file))),
+                _ => Err(format!(
+                    "unknown detector {s:?}: use haar, full-frame or onnx:FILE"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Detector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Detector::Haar => write!(f, "haar"),
+            Detector::FullFrame => write!(f, "full-frame"),
+            Detector::Onnx(p) => write!(f, "onnx:{}", p.display()),
+        }
+    }
+}
+
+/// The table formats of `affectsink`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+impl Format {
+    /// The `affectsink` `format` value, which is also the file extension.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+/// Encoder and muxer of the annotated video: VP8 in WebM plays in every browser and in
+/// VLC, and VP8's real-time mode keeps up with 640x480 at 30 fps on two cores.
+pub const ANNOTATED_ENCODER: &str = "vp8enc deadline=1 cpu-used=8 threads=2 \
+     target-bitrate=1500000 keyframe-max-dist=60 ! webmmux";
+/// Extension of the annotated video.
+pub const ANNOTATED_EXTENSION: &str = "webm";
+
+/// One run of the pipeline over one file.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub input: PathBuf,
+    pub model: PathBuf,
+    pub detector: Detector,
+    /// Whether the file has an audio stream to feed `affectspectro`.
+    pub audio: bool,
+    /// `affectsink` outputs.
+    pub tables: Vec<(Format, PathBuf)>,
+    /// The overlay's annotated video, when wanted.
+    pub annotated: Option<PathBuf>,
+}
+
+/// One face of one frame, as the model saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaceRecord {
+    pub track_id: u64,
+    /// `[x1, y1, x2, y2]` in frame pixels.
+    pub bbox: [f32; 4],
+    pub valence: f32,
+    pub arousal: f32,
+    /// Index into [`EXPRESSION_LABELS`].
+    pub expression: usize,
+    pub expression_probs: Vec<f32>,
+    /// Occurrence probabilities in [`AU_LABELS`] order.
+    pub au_probs: [f32; N_AUS],
+}
+
+/// The results of one video frame.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FrameRecord {
+    /// Presentation time in seconds.
+    pub time: f64,
+    /// Faces with results (faces the model skipped are counted in `faces_without_result`).
+    pub faces: Vec<FaceRecord>,
+    pub faces_without_result: usize,
+}
+
+/// What a run produced.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub frames: Vec<FrameRecord>,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Faces with results over all frames (the tables' row count).
+    pub fn face_rows(&self) -> usize {
+        self.frames.iter().map(|f| f.faces.len()).sum()
+    }
+}
+
+/// Turns the meta of one face into a record in the label order of affect-core (the model's
+/// labels may come in another order); `None` when the model left no result or a label is
+/// unknown.
+fn record(face: &meta::AnalysedFace) -> Option<FaceRecord> {
+    let affect = face.affect.as_ref()?;
+    let mut au_probs = [0f32; N_AUS];
+    for (k, label) in AU_LABELS.iter().enumerate() {
+        au_probs[k] = affect.au_prob(label)? as f32;
+    }
+    let expression_probs: Vec<f32> = EXPRESSION_LABELS
+        .iter()
+        .map(|l| affect.expression_prob(l).map(|p| p as f32))
+        .collect::<Option<_>>()?;
+    let expression = EXPRESSION_LABELS
+        .iter()
+        .position(|l| *l == affect.expression)?;
+    Some(FaceRecord {
+        track_id: face.face.track_id,
+        bbox: face.face.bbox,
+        valence: affect.valence as f32,
+        arousal: affect.arousal as f32,
+        expression,
+        expression_probs,
+        au_probs,
+    })
+}
+
+fn quote(path: &Path) -> String {
+    // parse-launch strings take double-quoted values with backslash escapes.
+    let s = path.to_string_lossy();
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+impl Job {
+    /// The `gst-launch-1.0` description of the job (what the scripts run too).
+    pub fn description(&self) -> String {
+        let detector = match &self.detector {
+            Detector::Haar => "detector=haar".to_string(),
+            Detector::FullFrame => "detector=full-frame".to_string(),
+            Detector::Onnx(p) => format!("detector=onnx detector-model={}", quote(p)),
+        };
+        let mut d = format!(
+            "filesrc location={} ! decodebin name=d \
+             d. ! queue ! videoconvert ! affectfacecrop {detector} ! infer.video_sink ",
+            quote(&self.input)
+        );
+        if self.audio {
+            d += "d. ! queue ! audioconvert ! audioresample ! affectspectro ! infer.audio_sink ";
+        }
+        d += &format!(
+            "affectinfer name=infer model={} ! tee name=results ",
+            quote(&self.model)
+        );
+        for (format, path) in &self.tables {
+            d += &format!(
+                "results. ! queue ! affectsink format={} overwrite=true location={} ",
+                format.name(),
+                quote(path)
+            );
+        }
+        if let Some(path) = &self.annotated {
+            d += &format!(
+                "results. ! queue ! affectoverlay ! videoconvert ! {ANNOTATED_ENCODER} \
+                 ! filesink location={} ",
+                quote(path)
+            );
+        }
+        d
+    }
+
+    /// Runs the pipeline to the end of the file. `progress(position, duration)` is called
+    /// a few times a second.
+    pub fn run(
+        &self,
+        mut progress: impl FnMut(Duration, Option<Duration>),
+    ) -> Result<Outcome, String> {
+        let started = Instant::now();
+        let pipeline = gst::parse::launch(&self.description())
+            .map_err(|e| format!("cannot build the pipeline: {e}"))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| "the description is not a pipeline".to_string())?;
+        // A file is analysed as fast as the machine goes, not in real time.
+        for sink in pipeline.iterate_sinks().into_iter().flatten() {
+            if sink.find_property("sync").is_some() {
+                sink.set_property("sync", false);
+            }
+        }
+        let infer = pipeline
+            .by_name("infer")
+            .ok_or("no affectinfer in the pipeline")?;
+        let src = infer
+            .static_pad("src")
+            .ok_or("affectinfer has no src pad")?;
+        let frames = Arc::new(Mutex::new(Vec::<FrameRecord>::new()));
+        let collected = frames.clone();
+        src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buffer) = info.buffer() {
+                let analysed = meta::analysed_faces(buffer);
+                let faces: Vec<FaceRecord> = analysed.iter().filter_map(record).collect();
+                let frame = FrameRecord {
+                    time: buffer
+                        .pts()
+                        .map_or(f64::NAN, |t| t.nseconds() as f64 * 1e-9),
+                    faces_without_result: analysed.len() - faces.len(),
+                    faces,
+                };
+                if let Ok(mut all) = collected.lock() {
+                    all.push(frame);
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+
+        let bus = pipeline.bus().ok_or("pipeline without bus")?;
+        let result = (|| {
+            pipeline
+                .set_state(gst::State::Playing)
+                .map_err(|_| first_error(&bus).unwrap_or("the pipeline does not start".into()))?;
+            loop {
+                let msg = bus.timed_pop_filtered(
+                    gst::ClockTime::from_mseconds(200),
+                    &[gst::MessageType::Eos, gst::MessageType::Error],
+                );
+                match msg.as_ref().map(|m| m.view()) {
+                    Some(gst::MessageView::Eos(_)) => return Ok(()),
+                    Some(gst::MessageView::Error(e)) => return Err(error_text(e)),
+                    _ => {}
+                }
+                let position = pipeline.query_position::<gst::ClockTime>();
+                let duration = pipeline.query_duration::<gst::ClockTime>();
+                progress(
+                    Duration::from_nanos(position.map_or(0, |p| p.nseconds())),
+                    duration.map(|d| Duration::from_nanos(d.nseconds())),
+                );
+            }
+        })();
+        // Reading the caps before NULL: the negotiated size and rate of the analysed video.
+        let caps = src.current_caps();
+        let _ = pipeline.set_state(gst::State::Null);
+        result?;
+        let mut outcome = Outcome {
+            frames: std::mem::take(&mut *frames.lock().map_err(|_| "results lost")?),
+            elapsed: started.elapsed(),
+            ..Outcome::default()
+        };
+        if let Some(info) = caps.and_then(|c| gst_video::VideoInfo::from_caps(&c).ok()) {
+            outcome.width = info.width();
+            outcome.height = info.height();
+            let fps = info.fps();
+            if fps.numer() > 0 && fps.denom() > 0 {
+                outcome.fps = fps.numer() as f64 / fps.denom() as f64;
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+fn error_text(e: &gst::message::Error) -> String {
+    let source = e
+        .src()
+        .map(|s| s.name().to_string())
+        .unwrap_or_else(|| "pipeline".into());
+    match e.debug() {
+        Some(debug) => format!("{source}: {} ({debug})", e.error()),
+        None => format!("{source}: {}", e.error()),
+    }
+}
+
+fn first_error(bus: &gst::Bus) -> Option<String> {
+    let msg = bus.pop_filtered(&[gst::MessageType::Error])?;
+    match msg.view() {
+        gst::MessageView::Error(e) => Some(error_text(e)),
+        _ => None,
+    }
+}
+
+/// What the file holds, found by GStreamer's discoverer before the analysis (whether to
+/// wire the audio stream, and a clear message for files that are not videos).
+#[derive(Clone, Debug)]
+pub struct MediaInfo {
+    pub duration: Option<Duration>,
+    pub has_audio: bool,
+}
+
+pub fn discover(path: &Path) -> Result<MediaInfo, String> {
+    let uri = gst::glib::filename_to_uri(
+        std::fs::canonicalize(path).map_err(|e| format!("cannot open: {e}"))?,
+        None,
+    )
+    .map_err(|e| format!("not a file name GStreamer can use: {e}"))?;
+    let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30))
+        .map_err(|e| format!("cannot start the discoverer: {e}"))?;
+    let info = discoverer
+        .discover_uri(&uri)
+        .map_err(|e| format!("not a readable media file: {e}"))?;
+    if info.video_streams().is_empty() {
+        return Err("the file has no video stream".into());
+    }
+    Ok(MediaInfo {
+        duration: info.duration().map(|d| Duration::from_nanos(d.nseconds())),
+        has_audio: !info.audio_streams().is_empty(),
+    })
+}
+
+/// The default model: next to the executable's checkout (`target/release/affect` →
+/// `models/`), else where the source tree was at build time.
+pub fn default_model() -> Result<PathBuf, String> {
+    const FILE: &str = "affect-default.onnx";
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(4) {
+            candidates.push(dir.join("models").join(FILE));
+        }
+    }
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models")
+            .join(FILE),
+    );
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "the default model {FILE} is in none of {}; pass --model",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
