@@ -45,6 +45,7 @@ APT_PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-libav
   opencv-data
+  libcairo2-dev libpango1.0-dev fonts-dejavu-core
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -83,6 +84,11 @@ else
 fi
 if [ "$TRAIN" = 1 ]; then
   "${PIP[@]}" "torch==$TORCH_VERSION"
+  # .cargo/config.toml points LIBTORCH here, so `cargo build --features torch` links this
+  # wheel's libtorch without further set-up.
+  TORCH_DIR=$(.venv/bin/python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+  ln -sfn "$TORCH_DIR" .venv/libtorch
+  echo "libtorch for the training crate: .venv/libtorch -> $TORCH_DIR"
 fi
 
 step "ONNX Runtime shared library ($ORT_PKG $ORT_VERSION)"

@@ -105,6 +105,130 @@ pub fn faces(buffer: &gst::BufferRef) -> Vec<Face> {
         .collect()
 }
 
+/// Name of the result parameter structure `affectinfer` adds to each face's meta (and of its
+/// element message).
+pub const AFFECT_PARAMS: &str = "affect";
+
+/// What a model said of one face: the `affect` parameter structure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AffectResult {
+    pub valence: f64,
+    pub arousal: f64,
+    /// The most probable expression's label.
+    pub expression: String,
+    pub expression_probs: Vec<f64>,
+    pub expression_labels: Vec<String>,
+    pub au_probs: Vec<f64>,
+    pub au_labels: Vec<String>,
+    /// The model's name (or file).
+    pub model: String,
+}
+
+impl AffectResult {
+    /// The result of a model run, with the label lists of its contract.
+    pub fn new(
+        valence_arousal: [f32; 2],
+        expression_probs: &[f32],
+        au_probs: &[f32],
+        expression_labels: &[String],
+        au_labels: &[String],
+        model: String,
+    ) -> AffectResult {
+        let expression = expression_probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .and_then(|(i, _)| expression_labels.get(i))
+            .cloned()
+            .unwrap_or_default();
+        AffectResult {
+            valence: valence_arousal[0] as f64,
+            arousal: valence_arousal[1] as f64,
+            expression,
+            expression_probs: expression_probs.iter().map(|&p| p as f64).collect(),
+            expression_labels: expression_labels.to_vec(),
+            au_probs: au_probs.iter().map(|&p| p as f64).collect(),
+            au_labels: au_labels.to_vec(),
+            model,
+        }
+    }
+
+    /// The `affect` parameter structure.
+    pub fn to_structure(&self) -> gst::Structure {
+        let f64s = |v: &[f64]| gst::Array::new(v.iter().copied());
+        let strs = |v: &[String]| gst::Array::new(v.iter().map(String::as_str));
+        gst::Structure::builder(AFFECT_PARAMS)
+            .field("valence", self.valence)
+            .field("arousal", self.arousal)
+            .field("expression", self.expression.as_str())
+            .field("expression-probs", f64s(&self.expression_probs))
+            .field("au-probs", f64s(&self.au_probs))
+            .field("au-labels", strs(&self.au_labels))
+            .field("expression-labels", strs(&self.expression_labels))
+            .field("model", self.model.as_str())
+            .build()
+    }
+
+    /// Reads an `affect` structure (from a face's meta or an element message's `faces`);
+    /// `None` when it is not one or a field is missing or of the wrong type.
+    pub fn from_structure(s: &gst::StructureRef) -> Option<AffectResult> {
+        if s.name() != AFFECT_PARAMS {
+            return None;
+        }
+        let f64s = |field: &str| -> Option<Vec<f64>> {
+            let a = s.get::<gst::Array>(field).ok()?;
+            a.iter().map(|v| v.get::<f64>().ok()).collect()
+        };
+        let strs = |field: &str| -> Option<Vec<String>> {
+            let a = s.get::<gst::Array>(field).ok()?;
+            a.iter().map(|v| v.get::<String>().ok()).collect()
+        };
+        Some(AffectResult {
+            valence: s.get::<f64>("valence").ok()?,
+            arousal: s.get::<f64>("arousal").ok()?,
+            expression: s.get::<String>("expression").ok()?,
+            expression_probs: f64s("expression-probs")?,
+            expression_labels: strs("expression-labels")?,
+            au_probs: f64s("au-probs")?,
+            au_labels: strs("au-labels")?,
+            model: s.get::<String>("model").unwrap_or_default(),
+        })
+    }
+
+    /// Probability of the expression called `label`.
+    pub fn expression_prob(&self, label: &str) -> Option<f64> {
+        let i = self.expression_labels.iter().position(|l| l == label)?;
+        self.expression_probs.get(i).copied()
+    }
+
+    /// Probability of the action unit called `label` (e.g. `AU12`).
+    pub fn au_prob(&self, label: &str) -> Option<f64> {
+        let i = self.au_labels.iter().position(|l| l == label)?;
+        self.au_probs.get(i).copied()
+    }
+}
+
+/// A face of a buffer with the model's results, when `affectinfer` gave any.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnalysedFace {
+    pub face: Face,
+    pub affect: Option<AffectResult>,
+}
+
+/// Every face of a buffer with its results, in meta order.
+pub fn analysed_faces(buffer: &gst::BufferRef) -> Vec<AnalysedFace> {
+    buffer
+        .iter_meta::<VideoRegionOfInterestMeta>()
+        .filter_map(|m| {
+            let face = Face::from_meta(&m)?;
+            let affect = m
+                .param(AFFECT_PARAMS)
+                .and_then(AffectResult::from_structure);
+            Some(AnalysedFace { face, affect })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +259,48 @@ mod tests {
         let meta = buffer.meta::<VideoRegionOfInterestMeta>().unwrap();
         assert_eq!(meta.id(), 7);
         assert_eq!(meta.roi_type(), "face");
+    }
+
+    #[test]
+    fn results_round_trip_through_the_meta() {
+        gst::init().unwrap();
+        let labels = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let result = AffectResult::new(
+            [0.25, -0.5],
+            &[0.1, 0.7, 0.2],
+            &[0.9, 0.05],
+            &labels(&["Neutral", "Anger", "Other"]),
+            &labels(&["AU1", "AU2"]),
+            "m".into(),
+        );
+        assert_eq!(result.expression, "Anger");
+        let face = Face {
+            bbox: [10.0, 20.0, 60.0, 90.0],
+            track_id: 3,
+            score: 0.5,
+            landmarks: None,
+        };
+        let mut buffer = gst::Buffer::new();
+        let buf = buffer.get_mut().unwrap();
+        face.attach(buf, 640, 480);
+        let mut meta = buf
+            .meta_mut::<VideoRegionOfInterestMeta>()
+            .expect("the face meta");
+        meta.add_param(result.to_structure());
+        let read = analysed_faces(&buffer);
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].face.track_id, 3);
+        let got = read[0].affect.as_ref().expect("results");
+        assert_eq!(got.valence, 0.25);
+        assert_eq!(got.arousal, -0.5);
+        assert_eq!(got.expression_prob("Anger"), Some(0.7f32 as f64));
+        assert_eq!(got.au_prob("AU2"), Some(0.05f32 as f64));
+        assert_eq!(got.au_prob("AU4"), None);
+        assert_eq!(got, &result);
+        // A face without results reads as such.
+        let mut bare = gst::Buffer::new();
+        face.attach(bare.get_mut().unwrap(), 640, 480);
+        assert_eq!(analysed_faces(&bare)[0].affect, None);
     }
 
     #[test]

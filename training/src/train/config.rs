@@ -76,6 +76,11 @@ pub struct DataConfig {
     /// Use at most this many validation clips (all when absent).
     #[serde(default)]
     pub max_val_clips: Option<usize>,
+    /// Frames per validation clip (`clip_len` when absent). A pipeline carries the recurrent
+    /// state along whole face tracks, so validating on clips much longer than the training
+    /// clips picks the checkpoint whose state holds up there.
+    #[serde(default)]
+    pub val_clip_len: Option<usize>,
     /// What the data is, for the exported model's provenance (the root path when absent).
     #[serde(default)]
     pub description: Option<String>,
@@ -210,6 +215,7 @@ impl TrainConfig {
         self.network.validate()?;
         let positive = [
             ("data.clip_len", self.data.clip_len),
+            ("data.val_clip_len", self.data.val_clip_len.unwrap_or(1)),
             ("data.workers", self.data.workers),
             ("train.batch_size", self.train.batch_size),
             ("train.epochs", self.train.epochs),

@@ -411,16 +411,21 @@ pub fn train(
         cfg.network.audio,
         cfg.data.max_train_clips,
     )?;
+    let val_clip_len = if cfg.network.temporal {
+        cfg.data.val_clip_len.unwrap_or(clip_len)
+    } else {
+        1
+    };
     let val_set = ClipSet::open(
         &data,
         Split::Validation,
-        clip_len,
+        val_clip_len,
         cfg.network.audio,
         cfg.data.max_val_clips,
     )?;
     if train_set.clips.is_empty() || val_set.clips.is_empty() {
         return Err(TrainError::Setup(format!(
-            "{}: no training or validation clips of {clip_len} annotated frames",
+            "{}: no training clips of {clip_len} or validation clips of {val_clip_len} annotated frames",
             cfg.data.root.display()
         )));
     }
