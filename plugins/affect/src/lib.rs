@@ -2,6 +2,7 @@
 //!
 //! - `affectfacecrop`: finds, tracks and aligns faces (region-of-interest meta or aligned crops).
 //! - `affectinfer`: multi-task audio-visual inference on every face, through ONNX Runtime.
+//! - `affectsink`: writes one row per face per frame as CSV (OpenFace columns) or JSON lines.
 //! - `affectspectro`: raw audio to log-mel spectrogram frames (`audio/x-affect-melspec`).
 
 use gst::glib;
@@ -11,15 +12,18 @@ mod frame;
 mod infer;
 pub mod meta;
 pub mod session;
+mod sink;
 mod spectro;
 
 pub use facecrop::AffectFaceCrop;
 pub use infer::AffectInfer;
+pub use sink::AffectSink;
 pub use spectro::AffectSpectro;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     facecrop::register(plugin)?;
     infer::register(plugin)?;
+    sink::register(plugin)?;
     spectro::register(plugin)?;
     Ok(())
 }
