@@ -2,6 +2,7 @@
 //!
 //! - `affectfacecrop`: finds, tracks and aligns faces (region-of-interest meta or aligned crops).
 //! - `affectinfer`: multi-task audio-visual inference on every face, through ONNX Runtime.
+//! - `affectoverlay`: draws each face's box, id, expression, valence/arousal and AUs.
 //! - `affectsink`: writes one row per face per frame as CSV (OpenFace columns) or JSON lines.
 //! - `affectspectro`: raw audio to log-mel spectrogram frames (`audio/x-affect-melspec`).
 
@@ -11,18 +12,21 @@ mod facecrop;
 mod frame;
 mod infer;
 pub mod meta;
+mod overlay;
 pub mod session;
 mod sink;
 mod spectro;
 
 pub use facecrop::AffectFaceCrop;
 pub use infer::AffectInfer;
+pub use overlay::AffectOverlay;
 pub use sink::AffectSink;
 pub use spectro::AffectSpectro;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     facecrop::register(plugin)?;
     infer::register(plugin)?;
+    overlay::register(plugin)?;
     sink::register(plugin)?;
     spectro::register(plugin)?;
     Ok(())
