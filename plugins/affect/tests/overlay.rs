@@ -561,8 +561,13 @@ fn renders_a_preview_of_synthetic_faces() {
             .count();
         assert!(differs > 200, "label of face {} barely drawn", f.track_id);
     }
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/overlay-preview.png");
+    // Cargo's scratch folder for integration tests is `<target>/tmp`: the preview goes next
+    // to it, whatever the target folder is.
+    let scratch = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let path = scratch
+        .parent()
+        .unwrap_or(scratch)
+        .join("overlay-preview.png");
     image::RgbImage::from_raw(w, h, data)
         .unwrap()
         .save(&path)
