@@ -1,7 +1,8 @@
 //! The `affect` command line: the analysis pipeline of a file ([`pipeline`]), the demo on
 //! the synthetic world ([`demo`]), batch analysis ([`analyze`]), the elements' benchmarks
-//! and the timeline plot ([`plot`]).
+//! ([`bench`]) and the timeline plot ([`plot`]).
 
+pub mod analyze;
 pub mod demo;
 pub mod pipeline;
 pub mod plot;

@@ -3,11 +3,14 @@
 //! - `affect demo`: a generated talking-face clip through the whole analysis, with an
 //!   annotated video, the results as CSV/JSONL, a timeline plot and ABAW scores against the
 //!   clip's ground truth.
+//! - `affect analyze`: files and folders of videos through the analysis, N at a time, into
+//!   tables, timeline plots and a summary table; resumable.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use affect_cli::demo;
+use affect_cli::pipeline::{Detector, Format};
+use affect_cli::{analyze, demo};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -39,6 +42,27 @@ enum Command {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// Analyse video files and folders of videos: one table and timeline plot per video.
+    Analyze {
+        /// Video files, or folders searched for videos (recursively).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Folder for the outputs.
+        #[arg(short, long, default_value = "affect-results")]
+        out: PathBuf,
+        /// ONNX model of the affect contract (default: models/affect-default.onnx).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Face detector: haar, onnx:FILE (YuNet/SCRFD/UltraFace) or full-frame.
+        #[arg(long, default_value = "haar")]
+        detector: Detector,
+        /// Videos analysed at the same time.
+        #[arg(short, long, default_value_t = 1)]
+        jobs: usize,
+        /// Format of the per-video table.
+        #[arg(long, value_enum, default_value_t = Format::Csv)]
+        format: Format,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +84,34 @@ fn main() -> ExitCode {
             model,
         })
         .map(|_| ()),
+        Command::Analyze {
+            inputs,
+            out,
+            model,
+            detector,
+            jobs,
+            format,
+        } => analyze::run(&analyze::AnalyzeOptions {
+            inputs,
+            out,
+            model,
+            detector,
+            jobs,
+            format,
+        })
+        .and_then(|results| {
+            println!();
+            println!("{}", analyze::table(&results));
+            let failed = results
+                .iter()
+                .filter(|(_, s)| matches!(s, analyze::Status::Failed(_)))
+                .count();
+            if failed > 0 {
+                Err(format!("{failed} of {} videos failed", results.len()))
+            } else {
+                Ok(())
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,224 @@
+//! `affect analyze` on a folder of synthetic videos, a video without audio and a corrupt
+//! file: outputs and their row counts, failure reporting and exit status, resumption.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+use affect_core::testutil::scratch_dir;
+use affect_train::synth::{self, SynthConfig};
+
+fn analyze(args: &[&str], inputs: &[&Path], out: &Path) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_affect"))
+        .arg("analyze")
+        .args(inputs)
+        .arg("-o")
+        .arg(out)
+        .args(["--detector", "full-frame"])
+        .args(args)
+        .output()
+        .unwrap();
+    println!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn mtime(path: &Path) -> SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().expect("a header");
+    assert!(header.starts_with("frame,face_id,timestamp,confidence,success"));
+    lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+/// Two synthetic talking-face videos (one in a subfolder), a video without audio and a
+/// file that is not a video; returns the folder and each good video's frame count.
+fn batch_folder(dir: &Path) -> (PathBuf, Vec<(&'static str, usize)>) {
+    let world = dir.join("world");
+    synth::generate(&SynthConfig {
+        out: world.clone(),
+        videos: 2,
+        seconds: 2.0,
+        seed: 5,
+        faces_per_frame: 1,
+        fps: 15,
+        width: 320,
+        height: 240,
+        ..SynthConfig::default()
+    })
+    .unwrap();
+    let input = dir.join("input");
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    std::fs::copy(world.join("videos/synth-000.mkv"), input.join("talk.mkv")).unwrap();
+    std::fs::copy(
+        world.join("videos/synth-001.mkv"),
+        input.join("sub/interview.mkv"),
+    )
+    .unwrap();
+    let truth = |name: &str| {
+        synth::read_ground_truth(&world.join(format!("ground_truth/{name}.jsonl")))
+            .unwrap()
+            .len()
+    };
+    let status = Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "videotestsrc",
+            "num-buffers=25",
+            "!",
+            "video/x-raw,width=160,height=120,framerate=25/1",
+            "!",
+            "jpegenc",
+            "!",
+            "matroskamux",
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", input.join("silent.mkv").display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Matroska's magic number followed by garbage: found as a video, unreadable as one.
+    let mut broken = vec![0x1a, 0x45, 0xdf, 0xa3];
+    broken.extend((0..50_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    std::fs::write(input.join("broken.mkv"), broken).unwrap();
+    std::fs::write(
+        input.join("notes.txt"),
+        "not a video, not taken from a folder",
+    )
+    .unwrap();
+    (
+        input,
+        vec![
+            ("talk", truth("synth-000")),
+            ("interview", truth("synth-001")),
+            ("silent", 25),
+        ],
+    )
+}
+
+#[test]
+fn a_batch_reports_the_corrupt_file_completes_the_rest_and_resumes() {
+    let dir = scratch_dir("cli-analyze");
+    let (input, videos) = batch_folder(&dir);
+    let out = dir.join("out");
+
+    let first = analyze(&["--jobs", "2"], &[&input], &out);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        !first.status.success(),
+        "a failed video makes the exit status nonzero"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("broken.mkv") && l.contains("FAILED")),
+        "the corrupt file is reported"
+    );
+    assert!(!stdout.contains("notes.txt"), "folders give only videos");
+    for (name, frames) in &videos {
+        // The full-frame detector gives one face per frame: one row per frame.
+        let rows = csv_rows(&out.join(format!("{name}.csv")));
+        assert_eq!(rows.len(), *frames, "{name}: rows = frames x 1 face");
+        let numbers: Vec<u64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
+        assert_eq!(numbers, (1..=*frames as u64).collect::<Vec<_>>());
+        assert!(out.join(format!("{name}.png")).is_file());
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(format!("{name}.summary.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(summary["frames"].as_u64().unwrap() as usize, *frames);
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}.mkv")) && l.contains("done")),
+            "{name} has a summary line"
+        );
+    }
+    assert!(
+        !out.join("broken.csv").exists(),
+        "no outputs for the corrupt file"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
+
+    // Run again: every finished video is skipped, its outputs untouched.
+    let before: Vec<SystemTime> = videos
+        .iter()
+        .map(|(n, _)| mtime(&out.join(format!("{n}.csv"))))
+        .collect();
+    let second = analyze(&[], &[&input], &out);
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(!second.status.success(), "the corrupt file still fails");
+    for ((name, _), t) in videos.iter().zip(&before) {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("skipped") && l.contains(&format!("{name}.mkv"))),
+            "{name} is skipped"
+        );
+        assert_eq!(
+            mtime(&out.join(format!("{name}.csv"))),
+            *t,
+            "{name} untouched"
+        );
+    }
+
+    // A video whose table is gone (an interrupted run leaves only partial files) is redone,
+    // and only it.
+    std::fs::remove_file(out.join("interview.csv")).unwrap();
+    std::fs::write(out.join(".interview.partial.csv"), "frame,face_id\n1,").unwrap();
+    let third = analyze(&[], &[&input.join("talk.mkv"), &input.join("sub")], &out);
+    let stdout = String::from_utf8_lossy(&third.stdout);
+    assert!(third.status.success(), "no corrupt file among these inputs");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("done") && l.contains("interview.mkv"))
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("skipped") && l.contains("talk.mkv"))
+    );
+    assert_eq!(mtime(&out.join("talk.csv")), before[0]);
+    assert_eq!(csv_rows(&out.join("interview.csv")).len(), videos[1].1);
+    assert!(!out.join(".interview.partial.csv").exists());
+}
+
+#[test]
+fn bad_arguments_are_named() {
+    let dir = scratch_dir("cli-analyze-args");
+    let out = dir.join("out");
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_affect"))
+            .arg("analyze")
+            .args(args)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{args:?} must fail");
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert!(run(&[empty.to_str().unwrap()]).contains("no video"));
+    assert!(run(&["x.mkv", "--detector", "yolo"]).contains("unknown detector"));
+    assert!(run(&["x.mkv", "--model", "/nonexistent/m.onnx"]).contains("/nonexistent/m.onnx"));
+    let missing = run(&[dir.join("missing.mkv").to_str().unwrap()]);
+    assert!(missing.contains("1 of 1 videos failed"), "{missing}");
+}
