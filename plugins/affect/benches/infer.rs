@@ -1,200 +1,110 @@
 //! `affectinfer` throughput and latency against the bare ONNX Runtime session running the
-//! same batches of the same preprocessed faces, in the same run.
+//! same batches of the same preprocessed faces, in the same run (see `gstaffect::bench`).
 //!
-//! `cargo bench -p gst-plugin-affect --bench infer` (the default model, 4 faces per frame,
-//! batch 16 on the CPU; `AFFECT_BENCH_FRAMES` sets the frame count).
+//! `cargo bench -p gst-plugin-affect --bench infer`: the default model on the CPU, batch-size
+//! 16, three scenarios (1 stream x 4 faces, 4 streams x 4 faces, 1 stream x 16 faces), each
+//! with the same number of faces. `AFFECT_BENCH_FRAMES` (frames of the 4-face stream, default
+//! 400), `AFFECT_BENCH_ROUNDS` (best of, default 3), `AFFECT_BENCH_LIVE_FRAMES` (paced frames
+//! per stream, default 150) and `AFFECT_BENCH_FPS` (default 30) change the run.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use affect_core::align::{self, RgbImage};
-use gst::prelude::*;
-use gstaffect::meta::Face;
-use gstaffect::session::{self, FaceRequest, Provider, SessionOptions};
+use gstaffect::bench::{self, Scenario};
 
-const W: usize = 320;
-const H: usize = 240;
-const FACES: usize = 4;
-const BATCH: usize = 16;
-
-fn frame(i: usize) -> Vec<u8> {
-    (0..W * H * 3)
-        .map(|k| ((k * 7 + i * 13 + (k / (W * 3)) * 3) % 251) as u8)
-        .collect()
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
-fn faces(i: usize) -> Vec<Face> {
-    (0..FACES)
-        .map(|f| {
-            let (x, y) = (10.0 + 75.0 * f as f32 + (i % 5) as f32, 60.0);
-            Face {
-                bbox: [x, y, x + 64.0, y + 80.0],
-                track_id: f as u64 + 1,
-                score: 1.0,
-                landmarks: Some([
-                    [x + 20.0, y + 30.0],
-                    [x + 44.0, y + 30.0],
-                    [x + 32.0, y + 45.0],
-                    [x + 22.0, y + 60.0],
-                    [x + 42.0, y + 60.0],
-                ]),
-            }
-        })
-        .collect()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 fn main() {
     gst::init().unwrap();
     gstaffect::plugin_register_static().unwrap();
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/affect-default.onnx");
-    let frames: usize = std::env::var("AFFECT_BENCH_FRAMES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
+    let frames = env("AFFECT_BENCH_FRAMES", 400);
+    let rounds = env("AFFECT_BENCH_ROUNDS", 3);
+    let live_frames = env("AFFECT_BENCH_LIVE_FRAMES", 150);
+    let fps = env("AFFECT_BENCH_FPS", 30) as u32;
+    let batch = 16;
+    // Held for the whole run: every scenario's elements and worker runs share this session.
+    let shared = gstaffect::session::shared_model(
+        &model,
+        &gstaffect::session::SessionOptions {
+            provider: gstaffect::session::Provider::Cpu,
+            intra_op_threads: 0,
+            fallback_to_cpu: false,
+        },
+        batch,
+    )
+    .expect("the default model");
 
-    // Baseline: the shared session fed directly with the faces the element would cut, in
-    // batches of 16, one request per batch.
-    let options = SessionOptions {
-        provider: Provider::Cpu,
-        intra_op_threads: 0,
-        fallback_to_cpu: false,
-    };
-    let shared = session::shared_model(&model, &options, BATCH).expect("the default model");
-    let spec = shared.contract.face.clone();
-    let audio_len = shared
-        .contract
-        .audio
-        .as_ref()
-        .map(|a| a.frames * a.mel.n_mels);
-    let mut requests = Vec::new();
-    let mut crop = vec![0u8; (spec.width * spec.height * 3) as usize];
-    for i in 0..frames {
-        let data = frame(i);
-        let image = RgbImage::new(&data, W as u32, H as u32, W * 3).unwrap();
-        for f in faces(i) {
-            let t = spec.crop_transform(f.bbox, f.landmarks.as_ref()).unwrap();
-            align::warp_rgb8(&image, &t.affine(), &mut crop, spec.width, spec.height).unwrap();
-            let mut tensor = vec![0.0; crop.len()];
-            spec.normalize_into(&crop, &mut tensor);
-            requests.push(FaceRequest {
-                face: tensor,
-                audio: audio_len.map(|n| vec![(1e-6f32).ln(); n]),
-                track: None,
-            });
-        }
-    }
-    let user = shared.new_user();
-    let start = Instant::now();
-    for batch in requests.chunks(BATCH) {
-        let reply = shared.submit(user, batch.to_vec(), Duration::ZERO).unwrap();
-        reply.recv().unwrap().unwrap();
-    }
-    let bare = start.elapsed();
-
-    // The element, on the same shared session: appsrc frames with their faces, 4 frames make
-    // a batch of 16.
-    let pipeline = gst::parse::launch(&format!(
-        "appsrc name=src format=time caps=video/x-raw,format=RGB,width={W},height={H},framerate=30/1 \
-         ! affectinfer model={} batch-size={BATCH} max-latency=1000 ! appsink name=sink sync=false",
-        model.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    let pushed: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let arrived: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    {
-        let arrived = arrived.clone();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |s| {
-                    s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    arrived.lock().unwrap().push(Instant::now());
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
+    println!(
+        "affectinfer throughput, {}, batch-size {batch}, CPU, {}x{} RGB frames, best of {rounds}",
+        model.file_name().unwrap().to_string_lossy(),
+        bench::WIDTH,
+        bench::HEIGHT
+    );
+    println!(
+        "{:<24} {:>6} {:>11} {:>11} {:>6} {:>11} {:>6} {:>10}",
+        "scenario",
+        "faces",
+        "bare f/s",
+        "worker f/s",
+        "ratio",
+        "element f/s",
+        "ratio",
+        "elem batch"
+    );
+    for scenario in Scenario::standard(frames, batch) {
+        let t = bench::throughput(&model, &scenario, rounds).expect("throughput run");
+        println!(
+            "{:<24} {:>6} {:>11.1} {:>11.1} {:>5.2}x {:>11.1} {:>5.2}x {:>4.1} (bare {})",
+            scenario.name,
+            scenario.streams * scenario.faces * scenario.frames,
+            t.faces_per_second(t.bare),
+            t.faces_per_second(t.worker),
+            t.bare.as_secs_f64() / t.worker.as_secs_f64(),
+            t.faces_per_second(t.element),
+            t.ratio(),
+            t.element_stats.mean_batch(),
+            t.bare_batch
         );
     }
-    let buffers: Vec<gst::Buffer> = (0..frames)
-        .map(|i| {
-            let mut b = gst::Buffer::from_mut_slice(frame(i));
-            let r = b.get_mut().unwrap();
-            r.set_pts(gst::ClockTime::from_mseconds(33 * i as u64));
-            for f in faces(i) {
-                f.attach(r, W as u32, H as u32);
-            }
-            b
-        })
-        .collect();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let start = Instant::now();
-    for b in buffers {
-        pushed.lock().unwrap().push(Instant::now());
-        src.push_buffer(b).unwrap();
-    }
-    src.end_of_stream().unwrap();
-    let bus = pipeline.bus().unwrap();
-    for msg in bus.iter_timed(gst::ClockTime::from_seconds(600)) {
-        match msg.view() {
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => panic!("{}", e.error()),
-            _ => {}
-        }
-    }
-    let element = start.elapsed();
-    pipeline.set_state(gst::State::Null).unwrap();
-    // The element ran on the same, already warm session.
-    assert_eq!(session::sessions_opened(&model), 1);
-    drop(shared);
-    let pushed = pushed.lock().unwrap();
-    let arrived = arrived.lock().unwrap();
-    assert_eq!(arrived.len(), frames, "every frame comes out");
-    let mut latency: Vec<Duration> = pushed
-        .iter()
-        .zip(arrived.iter())
-        .map(|(p, a)| *a - *p)
-        .collect();
-    latency.sort();
 
-    let n_faces = (frames * FACES) as f64;
-    let fps = |d: Duration| n_faces / d.as_secs_f64();
+    println!();
     println!(
-        "affectinfer, {} ({}x{} faces), {frames} frames x {FACES} faces, batch {BATCH}, CPU",
-        model.file_name().unwrap().to_string_lossy(),
-        spec.width,
-        spec.height
+        "affectinfer per-frame latency, live sources paced at {fps} fps, {live_frames} frames per stream, default max-latency"
     );
-    println!("{:<40} {:>10} {:>12}", "run", "faces/s", "vs bare");
+    // Load: faces/s the sources ask for over what the bare session serves at the same batch
+    // size; above 1 frames queue up and latency grows without bound.
     println!(
-        "{:<40} {:>10.1} {:>11.2}x",
-        "bare session, same batches (baseline)",
-        fps(bare),
-        1.0
+        "{:<24} {:>10} {:>10} {:>10} {:>14} {:>14} {:>6}",
+        "scenario", "elem p50", "elem p99", "elem batch", "bare run p50", "bare run p99", "load"
     );
-    println!(
-        "{:<40} {:>10.1} {:>11.2}x",
-        "element (crop, audio, batching, meta)",
-        fps(element),
-        bare.as_secs_f64() / element.as_secs_f64()
-    );
-    println!(
-        "element per-frame latency: p50 {:.1} ms, p99 {:.1} ms (includes waiting for the batch)",
-        percentile(&latency, 0.5).as_secs_f64() * 1e3,
-        percentile(&latency, 0.99).as_secs_f64() * 1e3
-    );
+    for mut scenario in Scenario::standard(frames, batch) {
+        scenario.frames = live_frames;
+        let l = bench::latency(&model, &scenario, fps).expect("latency run");
+        let bare_batch = (scenario.streams * scenario.faces).min(batch) as f64;
+        let served = bare_batch / bench::percentile(&l.bare_run, 0.5).as_secs_f64();
+        let asked = (scenario.streams * scenario.faces) as f64 * fps as f64;
+        println!(
+            "{:<24} {:>7.1} ms {:>7.1} ms {:>10.1} {:>11.1} ms {:>11.1} ms {:>6.2}",
+            scenario.name,
+            ms(bench::percentile(&l.element, 0.5)),
+            ms(bench::percentile(&l.element, 0.99)),
+            l.element_stats.mean_batch(),
+            ms(bench::percentile(&l.bare_run, 0.5)),
+            ms(bench::percentile(&l.bare_run, 0.99)),
+            asked / served,
+        );
+    }
+    // One shared session per model in the process, whatever ran on it.
+    assert_eq!(gstaffect::session::sessions_opened(&model), 1);
+    drop(shared);
 }

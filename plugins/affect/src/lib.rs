@@ -11,6 +11,7 @@ use gst::glib;
 mod facecrop;
 mod frame;
 mod infer;
+pub use infer::bench;
 pub mod meta;
 mod overlay;
 pub mod session;

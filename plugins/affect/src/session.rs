@@ -166,7 +166,8 @@ pub fn metadata(session: &Session) -> Result<BTreeMap<String, String>, String> {
 #[derive(Clone, Debug)]
 pub struct FaceRequest {
     pub face: Vec<f32>,
-    pub audio: Option<Vec<f32>>,
+    /// Shared by the faces of one frame, which all hear the same window.
+    pub audio: Option<std::sync::Arc<[f32]>>,
     pub track: Option<u64>,
 }
 
@@ -200,10 +201,19 @@ pub struct ModelStats {
     pub faces: u64,
 }
 
+impl ModelStats {
+    /// Faces per run.
+    pub fn mean_batch(&self) -> f64 {
+        self.faces as f64 / self.batches.max(1) as f64
+    }
+}
+
 /// A model opened once per process and file (and provider), shared by every element that
 /// uses it. Its session runs on a worker thread of its own, which gathers the faces of all
 /// its users into batches of up to the largest `batch-size` any user asked for, waiting at most
-/// until the earliest request's `max-latency` has passed.
+/// until the earliest request's `max-latency` has passed. For a model with recurrent state a
+/// batch holds at most one frame of each track, so one stream fills a batch only with as many
+/// faces as it has tracks; several streams (or one with many faces) fill it.
 pub struct SharedModel {
     pub path: std::path::PathBuf,
     pub provider: Provider,
@@ -301,6 +311,9 @@ pub fn shared_model(
         states: Default::default(),
         batch_limit: batch_limit.clone(),
         stats: stats.clone(),
+        face_input: Vec::new(),
+        audio_input: Vec::new(),
+        state_input: Vec::new(),
     };
     let name = canonical
         .file_name()
@@ -365,14 +378,34 @@ impl SharedModel {
     }
 }
 
-/// A face of a queued request: which request it answers, and its track's state key.
-type QueuedFace<'a> = (usize, &'a FaceRequest, Option<(u64, u64)>);
-
+/// A frame's faces waiting in the worker's queue.
 struct Pending {
     user: u64,
     faces: Vec<FaceRequest>,
+    /// The answer of each face, once its batch ran.
+    results: Vec<Option<FaceResult>>,
+    /// Faces whose track ended after them: the track's state goes once they ran.
+    forget_after: Vec<bool>,
+    remaining: usize,
     deadline: std::time::Instant,
     reply: std::sync::mpsc::SyncSender<Result<Vec<FaceResult>, String>>,
+}
+
+impl Pending {
+    fn key(&self, face: usize) -> Option<(u64, u64)> {
+        self.faces[face].track.map(|t| (self.user, t))
+    }
+}
+
+/// A face of a batch: the request, its track's state key, and whether the track ended with it.
+type BatchRow<'a> = (&'a FaceRequest, Option<(u64, u64)>, bool);
+
+/// The requests waiting for the session, oldest first.
+#[derive(Default)]
+struct Queue {
+    requests: std::collections::VecDeque<Pending>,
+    /// Faces of `requests` not yet run.
+    faces: usize,
 }
 
 struct Worker {
@@ -382,194 +415,217 @@ struct Worker {
     states: std::collections::HashMap<(u64, u64), Vec<f32>>,
     batch_limit: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stats: std::sync::Arc<std::sync::Mutex<ModelStats>>,
+    /// Input buffers, reused from batch to batch.
+    face_input: Vec<f32>,
+    audio_input: Vec<f32>,
+    state_input: Vec<f32>,
 }
 
 impl Worker {
     fn run(mut self, receiver: std::sync::mpsc::Receiver<Message>) {
-        use std::sync::mpsc::RecvTimeoutError;
-        let mut queue: std::collections::VecDeque<Pending> = Default::default();
+        use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+        let mut queue = Queue::default();
         loop {
-            let limit = self.batch_limit.load(std::sync::atomic::Ordering::Relaxed);
-            let queued: usize = queue.iter().map(|p| p.faces.len()).sum();
+            // Everything that has arrived joins the queue before a batch is chosen: while
+            // the session runs, other users' frames wait in the channel.
+            loop {
+                match receiver.try_recv() {
+                    Ok(m) => self.receive(m, &mut queue),
+                    Err(TryRecvError::Empty) => break,
+                    // Users are gone; whatever is queued has nobody to answer.
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            let limit = self
+                .batch_limit
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(1);
             let now = std::time::Instant::now();
-            let due = queue.iter().map(|p| p.deadline).min();
-            if !queue.is_empty() && (queued >= limit || due.is_some_and(|d| d <= now)) {
-                self.run_queue(&mut queue, limit, queued >= limit);
+            let due = queue.requests.iter().map(|p| p.deadline).min();
+            if queue.faces > 0 && (queue.faces >= limit || due.is_some_and(|d| d <= now)) {
+                self.run_batch(&mut queue, limit);
                 continue;
             }
             let message = match due {
                 None => match receiver.recv() {
                     Ok(m) => m,
-                    Err(_) => break,
+                    Err(_) => return,
                 },
                 Some(d) => match receiver.recv_timeout(d.saturating_duration_since(now)) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Disconnected) => return,
                 },
             };
-            match message {
-                Message::Run {
-                    user,
-                    faces,
-                    deadline,
-                    reply,
-                } => {
-                    if faces.is_empty() {
-                        let _ = reply.send(Ok(Vec::new()));
-                    } else {
-                        queue.push_back(Pending {
-                            user,
-                            faces,
-                            deadline,
-                            reply,
-                        });
-                    }
-                }
-                Message::Forget { user, tracks } => {
-                    // Queued frames of these tracks still need their state.
-                    self.run_queue(&mut queue, limit, false);
-                    for t in tracks {
-                        self.states.remove(&(user, t));
-                    }
-                }
-                Message::ForgetUser { user } => {
-                    self.run_queue(&mut queue, limit, false);
-                    self.states.retain(|(u, _), _| *u != user);
-                }
-            }
-        }
-        // Users are gone; whatever is queued has nobody to answer.
-    }
-
-    /// Runs queued requests in order, in batches of at most `limit` faces. With `full_only`,
-    /// stops once fewer than `limit` faces remain (they wait for more company).
-    fn run_queue(
-        &mut self,
-        queue: &mut std::collections::VecDeque<Pending>,
-        limit: usize,
-        full_only: bool,
-    ) {
-        loop {
-            let queued: usize = queue.iter().map(|p| p.faces.len()).sum();
-            if queued == 0 || (full_only && queued < limit) {
-                return;
-            }
-            // Whole requests while they fit (at least one); a request larger than the limit
-            // is split into several runs below.
-            let mut taken = Vec::new();
-            let mut count = 0;
-            while let Some(p) = queue.front() {
-                if !taken.is_empty() && count + p.faces.len() > limit {
-                    break;
-                }
-                count += p.faces.len();
-                taken.push(queue.pop_front().expect("front exists"));
-            }
-            self.run_requests(taken, limit);
+            self.receive(message, &mut queue);
         }
     }
 
-    fn run_requests(&mut self, requests: Vec<Pending>, limit: usize) {
-        // Flatten, remembering which request each face answers.
-        let mut faces: Vec<QueuedFace<'_>> = Vec::new();
-        for (r, p) in requests.iter().enumerate() {
-            for f in &p.faces {
-                faces.push((r, f, f.track.map(|t| (p.user, t))));
+    fn receive(&mut self, message: Message, queue: &mut Queue) {
+        match message {
+            Message::Run {
+                user,
+                faces,
+                deadline,
+                reply,
+            } => {
+                if faces.is_empty() {
+                    let _ = reply.send(Ok(Vec::new()));
+                } else {
+                    queue.faces += faces.len();
+                    queue.requests.push_back(Pending {
+                        user,
+                        results: vec![None; faces.len()],
+                        forget_after: vec![false; faces.len()],
+                        remaining: faces.len(),
+                        faces,
+                        deadline,
+                        reply,
+                    });
+                }
+            }
+            Message::Forget { user, tracks } => {
+                // Queued frames of these tracks still need their state: it goes after the
+                // last of them has run.
+                for t in tracks {
+                    let last = queue.requests.iter_mut().rev().find_map(|p| {
+                        let i = (0..p.faces.len())
+                            .rev()
+                            .find(|&i| p.results[i].is_none() && p.key(i) == Some((user, t)))?;
+                        Some((p, i))
+                    });
+                    match last {
+                        Some((p, i)) => p.forget_after[i] = true,
+                        None => {
+                            self.states.remove(&(user, t));
+                        }
+                    }
+                }
+            }
+            Message::ForgetUser { user } => {
+                // Its queued frames were flushed away: nobody waits for them.
+                queue.requests.retain(|p| p.user != user);
+                queue.faces = queue.requests.iter().map(|p| p.remaining).sum();
+                self.states.retain(|(u, _), _| *u != user);
             }
         }
-        let mut results: Vec<Vec<FaceResult>> = requests.iter().map(|_| Vec::new()).collect();
-        let mut error: Option<String> = None;
-        let mut start = 0;
-        while start < faces.len() && error.is_none() {
-            // A batch never holds two frames of one track: the later needs the earlier's
-            // state.
-            let mut end = start;
-            let mut keys = std::collections::HashSet::new();
-            while end < faces.len() && end - start < limit {
-                if let Some(k) = faces[end].2
+    }
+
+    /// Runs one batch of at most `limit` queued faces, the oldest first, and answers the
+    /// requests it completes. A batch never holds two frames of one track (the later needs
+    /// the earlier's state), but it does take the faces of other tracks and other users
+    /// queued behind them, so that streams sharing the model fill the batch.
+    fn run_batch(&mut self, queue: &mut Queue, limit: usize) {
+        let requests = &mut queue.requests;
+        let mut keys = std::collections::HashSet::new();
+        let mut chosen: Vec<(usize, usize)> = Vec::with_capacity(limit);
+        'requests: for (r, p) in requests.iter().enumerate() {
+            for i in 0..p.faces.len() {
+                if p.results[i].is_some() {
+                    continue;
+                }
+                if let Some(k) = p.key(i)
                     && !keys.insert(k)
                 {
-                    break;
+                    continue;
                 }
-                end += 1;
+                chosen.push((r, i));
+                if chosen.len() == limit {
+                    break 'requests;
+                }
             }
-            let batch: Vec<(&FaceRequest, Option<(u64, u64)>)> =
-                faces[start..end].iter().map(|(_, f, k)| (*f, *k)).collect();
-            match self.infer(&batch) {
-                Ok(out) => {
-                    for ((r, _, _), res) in faces[start..end].iter().zip(out) {
-                        results[*r].push(res);
+        }
+        let batch: Vec<BatchRow<'_>> = chosen
+            .iter()
+            .map(|&(r, i)| {
+                let p = &requests[r];
+                (&p.faces[i], p.key(i), p.forget_after[i])
+            })
+            .collect();
+        match self.infer(&batch) {
+            Ok(out) => {
+                for (&(r, i), res) in chosen.iter().zip(out) {
+                    requests[r].results[i] = Some(res);
+                    requests[r].remaining -= 1;
+                }
+                queue.faces -= chosen.len();
+                let mut r = 0;
+                while r < requests.len() {
+                    if requests[r].remaining == 0 {
+                        let p = requests.remove(r).expect("index is in range");
+                        let results = p.results.into_iter().flatten().collect();
+                        let _ = p.reply.send(Ok(results));
+                    } else {
+                        r += 1;
                     }
                 }
-                Err(e) => error = Some(e),
             }
-            start = end;
-        }
-        for (p, res) in requests.into_iter().zip(results) {
-            let _ = p.reply.send(match &error {
-                Some(e) => Err(e.clone()),
-                None => Ok(res),
-            });
+            Err(e) => {
+                // The requests of the failed batch are answered with the error; the rest
+                // stay queued.
+                let mut failed: Vec<usize> = chosen.iter().map(|&(r, _)| r).collect();
+                failed.dedup();
+                for &r in failed.iter().rev() {
+                    let p = requests.remove(r).expect("index is in range");
+                    queue.faces -= p.remaining;
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+            }
         }
     }
 
-    fn infer(
-        &mut self,
-        batch: &[(&FaceRequest, Option<(u64, u64)>)],
-    ) -> Result<Vec<FaceResult>, String> {
+    fn infer(&mut self, batch: &[BatchRow<'_>]) -> Result<Vec<FaceResult>, String> {
         use affect_core::contract::io;
         use ort::value::TensorRef;
         let n = batch.len();
         let c = &self.contract;
         let (h, w) = (c.face.height as usize, c.face.width as usize);
         let face_len = 3 * h * w;
-        let mut face = Vec::with_capacity(n * face_len);
-        for (f, _) in batch {
+        self.face_input.clear();
+        for (f, _, _) in batch {
             if f.face.len() != face_len {
                 return Err(format!(
                     "face tensor of {} values, the model needs 3x{h}x{w}",
                     f.face.len()
                 ));
             }
-            face.extend_from_slice(&f.face);
+            self.face_input.extend_from_slice(&f.face);
         }
         let mut inputs: Vec<(
             std::borrow::Cow<'_, str>,
             ort::session::SessionInputValue<'_>,
-        )> = Vec::new();
-        let face_tensor = TensorRef::from_array_view(([n, 3, h, w], face.as_slice()))
+        )> = Vec::with_capacity(3);
+        let face_tensor = TensorRef::from_array_view(([n, 3, h, w], self.face_input.as_slice()))
             .map_err(|e| format!("cannot make the face input: {e}"))?;
         inputs.push((io::FACE.into(), face_tensor.into()));
 
-        let audio;
         if let Some(a) = &c.audio {
             let len = a.frames * a.mel.n_mels;
             let silence = a.mel.log_offset.ln() as f32;
-            let mut values = Vec::with_capacity(n * len);
-            for (f, _) in batch {
+            self.audio_input.clear();
+            for (f, _, _) in batch {
                 match &f.audio {
-                    Some(v) if v.len() == len => values.extend_from_slice(v),
-                    _ => values.extend(std::iter::repeat_n(silence, len)),
+                    Some(v) if v.len() == len => self.audio_input.extend_from_slice(v),
+                    _ => self.audio_input.extend(std::iter::repeat_n(silence, len)),
                 }
             }
-            audio = values;
-            let t = TensorRef::from_array_view(([n, 1, a.frames, a.mel.n_mels], audio.as_slice()))
-                .map_err(|e| format!("cannot make the audio input: {e}"))?;
+            let t = TensorRef::from_array_view((
+                [n, 1, a.frames, a.mel.n_mels],
+                self.audio_input.as_slice(),
+            ))
+            .map_err(|e| format!("cannot make the audio input: {e}"))?;
             inputs.push((io::AUDIO.into(), t.into()));
         }
 
-        let state;
         if let Some(s) = c.state_size {
-            let mut values = Vec::with_capacity(n * s);
-            for (_, key) in batch {
+            self.state_input.clear();
+            for (_, key, _) in batch {
                 match key.and_then(|k| self.states.get(&k)) {
-                    Some(v) => values.extend_from_slice(v),
-                    None => values.extend(std::iter::repeat_n(0.0, s)),
+                    Some(v) => self.state_input.extend_from_slice(v),
+                    None => self.state_input.extend(std::iter::repeat_n(0.0, s)),
                 }
             }
-            state = values;
-            let t = TensorRef::from_array_view(([n, s], state.as_slice()))
+            let t = TensorRef::from_array_view(([n, s], self.state_input.as_slice()))
                 .map_err(|e| format!("cannot make the state input: {e}"))?;
             inputs.push((io::STATE_IN.into(), t.into()));
         }
@@ -578,7 +634,7 @@ impl Worker {
             .session
             .run(inputs)
             .map_err(|e| format!("inference failed: {e}"))?;
-        let take = |name: &str, width: usize| -> Result<Vec<f32>, String> {
+        let take = |name: &str, width: usize| -> Result<&[f32], String> {
             let v = outputs
                 .get(name)
                 .ok_or_else(|| format!("the model gave no '{name}' output"))?;
@@ -592,7 +648,7 @@ impl Worker {
                     n * width
                 ));
             }
-            Ok(values.to_vec())
+            Ok(values)
         };
         let va = take(io::VALENCE_AROUSAL, 2)?;
         let n_au = c.au_labels.len();
@@ -601,23 +657,32 @@ impl Worker {
         let expr = take(io::EXPRESSION, n_expr)?;
         if let Some(s) = c.state_size {
             let next = take(io::STATE_OUT, s)?;
-            for (i, (_, key)) in batch.iter().enumerate() {
-                if let Some(k) = key {
-                    self.states.insert(*k, next[i * s..(i + 1) * s].to_vec());
+            for (i, (_, key, forget)) in batch.iter().enumerate() {
+                match key {
+                    Some(k) if *forget => {
+                        self.states.remove(k);
+                    }
+                    Some(k) => {
+                        let state = self.states.entry(*k).or_default();
+                        state.clear();
+                        state.extend_from_slice(&next[i * s..(i + 1) * s]);
+                    }
+                    None => {}
                 }
             }
         }
-        {
-            let mut stats = self.stats.lock().unwrap();
-            stats.batches += 1;
-            stats.faces += n as u64;
-        }
-        Ok((0..n)
+        let results = (0..n)
             .map(|i| FaceResult {
                 valence_arousal: [va[2 * i], va[2 * i + 1]],
                 au: au[i * n_au..(i + 1) * n_au].to_vec(),
                 expression: expr[i * n_expr..(i + 1) * n_expr].to_vec(),
             })
-            .collect())
+            .collect();
+        {
+            let mut stats = self.stats.lock().unwrap();
+            stats.batches += 1;
+            stats.faces += n as u64;
+        }
+        Ok(results)
     }
 }

@@ -14,7 +14,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::VideoRegionOfInterestMeta;
 
-use crate::meta::{FACE_ROI_TYPE, Face};
+use crate::meta::{AFFECT_PARAMS, AffectResult, FACE_ROI_TYPE, Face};
 use crate::session::{self, FaceRequest, FaceResult, Provider, SessionOptions, SharedModel};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -24,9 +24,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
         Some("Affect audio-visual inference"),
     )
 });
-
-/// Name of the result parameter structure on each face's meta, and of the element message.
-pub const AFFECT_PARAMS: &str = "affect";
 
 const DEFAULT_DEVICE_ID: i32 = 0;
 const DEFAULT_INTRA_OP_THREADS: u32 = 0;
@@ -143,30 +140,17 @@ pub struct AffectInfer {
 /// The `affect` results of one face.
 fn result_structure(model: &SharedModel, r: &FaceResult) -> gst::Structure {
     let c = &model.contract;
-    let best = r
-        .expression
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| c.expression_labels[i].as_str())
-        .unwrap_or("");
-    let f64s = |v: &[f32]| gst::Array::new(v.iter().map(|&x| x as f64));
-    let strs = |v: &[String]| gst::Array::new(v.iter().map(String::as_str));
-    gst::Structure::builder(AFFECT_PARAMS)
-        .field("valence", r.valence_arousal[0] as f64)
-        .field("arousal", r.valence_arousal[1] as f64)
-        .field("expression", best)
-        .field("expression-probs", f64s(&r.expression))
-        .field("au-probs", f64s(&r.au))
-        .field("au-labels", strs(&c.au_labels))
-        .field("expression-labels", strs(&c.expression_labels))
-        .field(
-            "model",
-            c.name
-                .clone()
-                .unwrap_or_else(|| model.path.display().to_string()),
-        )
-        .build()
+    AffectResult::new(
+        r.valence_arousal,
+        &r.expression,
+        &r.au,
+        &c.expression_labels,
+        &c.au_labels,
+        c.name
+            .clone()
+            .unwrap_or_else(|| model.path.display().to_string()),
+    )
+    .to_structure()
 }
 
 /// Exponential smoothing: `alpha` of the past, `1 - alpha` of the new result.
@@ -842,6 +826,16 @@ impl AggregatorImpl for AffectInfer {
         self.parent_sink_query(pad, query)
     }
 
+    /// Live, the aggregator waits for audio until the queued frame's running time plus the
+    /// latency, then calls `aggregate` with `timeout`; with no frame queued it waits for one.
+    fn next_time(&self) -> Option<gst::ClockTime> {
+        let buffer = self.video_pad.peek_buffer()?;
+        self.video_pad
+            .segment()
+            .downcast_ref::<gst::ClockTime>()?
+            .to_running_time(buffer.pts())
+    }
+
     fn update_src_caps(&self, _caps: &gst::Caps) -> Result<gst::Caps, gst::FlowError> {
         self.video_pad
             .current_caps()
@@ -942,7 +936,7 @@ impl AggregatorImpl for AffectInfer {
             let audio = match audio {
                 AudioInput::Skip => None,
                 AudioInput::NotUsed => Some(None),
-                AudioInput::Window(w) => Some(Some(w)),
+                AudioInput::Window(w) => Some(Some(Arc::<[f32]>::from(w))),
             };
             if let Some(audio) = audio {
                 let stateful = state.model.contract.state_size.is_some();
@@ -968,13 +962,18 @@ impl AggregatorImpl for AffectInfer {
             }
         }
         state.in_flight.push_back(frame);
-        // Keep at most one batch of frames in flight; beyond that, wait for the oldest.
-        let too_many = state.in_flight.len() > batch_size.max(1) as usize;
-        drop(guard);
-        self.push_ready(if too_many {
+        // Live, each frame leaves as soon as its faces are answered: the next frame is a frame
+        // period away, and other streams fill the batch. Otherwise keep at most one batch of
+        // frames in flight, so that one stream's frames batch together; beyond that, wait for
+        // the oldest.
+        let keep = if self.obj().latency().is_some() {
+            0
+        } else if state.in_flight.len() > batch_size.max(1) as usize {
             batch_size as usize
         } else {
             usize::MAX
-        })
+        };
+        drop(guard);
+        self.push_ready(keep)
     }
 }

@@ -16,6 +16,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+pub mod bench;
 mod imp;
 
 glib::wrapper! {
