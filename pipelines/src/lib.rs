@@ -3,6 +3,7 @@
 //! ([`bench`]) and the timeline plot ([`plot`]).
 
 pub mod analyze;
+pub mod bench;
 pub mod demo;
 pub mod pipeline;
 pub mod plot;

@@ -5,12 +5,13 @@
 //!   clip's ground truth.
 //! - `affect analyze`: files and folders of videos through the analysis, N at a time, into
 //!   tables, timeline plots and a summary table; resumable.
+//! - `affect bench`: the elements' benchmarks against baselines measured in the same run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use affect_cli::pipeline::{Detector, Format};
-use affect_cli::{analyze, demo};
+use affect_cli::{analyze, bench, demo};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -63,6 +64,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Csv)]
         format: Format,
     },
+    /// Benchmark the elements, each against a baseline measured in the same run.
+    Bench {
+        /// Longer runs (steadier figures, a few minutes).
+        #[arg(long)]
+        long: bool,
+        /// Model for the inference benchmark (default: models/affect-default.onnx).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -112,6 +122,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
         }),
+        Command::Bench { long, model } => bench::run(&bench::BenchOptions { long, model }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
