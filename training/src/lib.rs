@@ -18,6 +18,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod onnx_predict;
 pub mod rng;
 pub mod synth;
 

@@ -68,12 +68,17 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
-    /// Write a checkpoint's predictions over a split as a prediction CSV (for `eval`).
-    #[cfg(feature = "torch")]
+    /// Write predictions over a split as a prediction CSV (for `eval`): of an exported model
+    /// through ONNX Runtime (`--onnx`), or of a checkpoint through libtorch (`--checkpoint`).
     Predict {
         /// Checkpoint folder (e.g. `runs/default/best`).
-        #[arg(long)]
-        checkpoint: PathBuf,
+        #[cfg(feature = "torch")]
+        #[arg(long, required_unless_present = "onnx", conflicts_with = "onnx")]
+        checkpoint: Option<PathBuf>,
+        /// Exported ONNX model (e.g. `models/affect-default.onnx`).
+        #[cfg_attr(feature = "torch", arg(long))]
+        #[cfg_attr(not(feature = "torch"), arg(long, required = true))]
+        onnx: Option<PathBuf>,
         /// Data root laid out as Aff-Wild2.
         #[arg(long)]
         data: PathBuf,
@@ -160,23 +165,38 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 s.out.display()
             );
         }
-        #[cfg(feature = "torch")]
         Command::Predict {
+            #[cfg(feature = "torch")]
             checkpoint,
+            onnx,
             data,
             split,
             out,
         } => {
-            let device = tch::Device::cuda_if_available();
-            let ck = affect_train::train::checkpoint::load(&checkpoint, device)?;
-            let data = AffWild2::open(&data)?;
-            let s = affect_train::train::predict::predict(&ck.net, &data, split, device, &out)?;
-            println!(
-                "wrote {} rows to {} ({} frames without a crop held the previous prediction)",
-                s.rows,
-                out.display(),
-                s.held
-            );
+            if let Some(model) = onnx {
+                let data = AffWild2::open(&data)?;
+                let (rows, held) =
+                    affect_train::onnx_predict::predict_to_csv(&model, &data, split, &out)?;
+                println!(
+                    "wrote {rows} rows to {} ({held} frames without a crop held the previous prediction)",
+                    out.display()
+                );
+                return Ok(());
+            }
+            #[cfg(feature = "torch")]
+            {
+                let checkpoint = checkpoint.ok_or("give --checkpoint DIR or --onnx MODEL")?;
+                let device = tch::Device::cuda_if_available();
+                let ck = affect_train::train::checkpoint::load(&checkpoint, device)?;
+                let data = AffWild2::open(&data)?;
+                let s = affect_train::train::predict::predict(&ck.net, &data, split, device, &out)?;
+                println!(
+                    "wrote {} rows to {} ({} frames without a crop held the previous prediction)",
+                    s.rows,
+                    out.display(),
+                    s.held
+                );
+            }
         }
         #[cfg(feature = "torch")]
         Command::Export {
