@@ -623,3 +623,235 @@ fn frames_without_faces_pass_untouched() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Runs `description` (with an appsink named `sink`) to EOS; the buffers that came out, or
+/// the first error's text.
+fn run_to_eos(pipeline: &gst::Pipeline) -> Result<Vec<gst::Buffer>, String> {
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut out = Vec::new();
+    while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(20)) {
+        out.push(s.buffer_owned().unwrap());
+    }
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(5),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .ok_or("neither EOS nor an error")?;
+    pipeline.set_state(gst::State::Null).unwrap();
+    match msg.view() {
+        gst::MessageView::Error(e) => Err(e.error().to_string()),
+        _ => Ok(out),
+    }
+}
+
+#[test]
+fn eos_with_nothing_seen_ends_cleanly() {
+    init();
+    let dir = scratch_dir("infer-empty-eos");
+    let model = build_model(&dir, "av.onnx", r#"{"size": 32, "audio_frames": 8}"#);
+    // Both pads end before any buffer: the element has neither caps nor audio.
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=v format=time caps=video/x-raw,format=RGB,width={W},height={H},framerate=25/1 \
+         ! infer.video_sink \
+         appsrc name=a format=time caps=audio/x-affect-melspec,format=F32LE,rate=16000,n-mels=64,hop=160,win=400 \
+         ! infer.audio_sink \
+         affectinfer name=infer model={} ! appsink name=sink sync=false",
+        model.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    for name in ["v", "a"] {
+        let src = pipeline
+            .by_name(name)
+            .unwrap()
+            .downcast::<gst_app::AppSrc>()
+            .unwrap();
+        src.end_of_stream().unwrap();
+    }
+    let out = run_to_eos(&pipeline).expect("EOS, no error");
+    assert!(out.is_empty(), "{} buffers out of nothing", out.len());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A frame of `w` x `h` with one face known by its landmarks.
+fn small_frame(w: usize, h: usize, frame: u64) -> gst::Buffer {
+    let data: Vec<u8> = (0..w * h * 3)
+        .map(|i| ((i * 7 + frame as usize * 11 + (i / (w * 3)) * 5) % 251) as u8)
+        .collect();
+    let mut buf = gst::Buffer::from_mut_slice(data);
+    {
+        let b = buf.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(40 * frame));
+        b.set_duration(gst::ClockTime::from_mseconds(40));
+        Face {
+            bbox: [6.0, 4.0, 40.0, 44.0],
+            track_id: 7,
+            score: 1.0,
+            landmarks: Some([
+                [15.0, 18.0],
+                [31.0, 17.5],
+                [23.0, 27.0],
+                [17.0, 35.0],
+                [30.0, 35.5],
+            ]),
+        }
+        .attach(b, w as u32, h as u32);
+    }
+    buf
+}
+
+#[test]
+fn a_resolution_change_mid_stream_keeps_working() {
+    init();
+    let dir = scratch_dir("infer-caps-change");
+    let model = build_model(&dir, "caps.onnx", r#"{"size": 32}"#);
+    let caps =
+        |w: usize, h: usize| format!("video/x-raw,format=RGB,width={w},height={h},framerate=25/1");
+    let mut h = Harness::new_parse(&format!("affectinfer model={}", model.display()));
+    h.set_src_caps_str(&caps(W, H));
+    for i in 0..3 {
+        h.push(small_frame(W, H, i)).unwrap();
+    }
+    h.set_src_caps_str(&caps(48, 56));
+    for i in 3..6 {
+        h.push(small_frame(48, 56, i)).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let out: Vec<gst::Buffer> = (0..6).map(|_| h.pull().unwrap()).collect();
+    assert_eq!(
+        h.srcpad()
+            .unwrap()
+            .current_caps()
+            .unwrap()
+            .structure(0)
+            .unwrap()
+            .get::<i32>("width"),
+        Ok(48),
+        "the new caps went downstream"
+    );
+
+    // Reference: a fresh element that only ever saw the new resolution (the model has no
+    // state, so the frames before the change do not matter).
+    let mut fresh = Harness::new_parse(&format!("affectinfer model={}", model.display()));
+    fresh.set_src_caps_str(&caps(48, 56));
+    for i in 3..6 {
+        fresh.push(small_frame(48, 56, i)).unwrap();
+    }
+    fresh.push_event(gst::event::Eos::new());
+    for (i, b) in out.iter().enumerate() {
+        let r = results(b);
+        assert_eq!(r.len(), 1, "frame {i}: one face, one result");
+        assert_eq!(b.size(), if i < 3 { W * H * 3 } else { 48 * 56 * 3 });
+        if i >= 3 {
+            let expected = results(&fresh.pull().unwrap());
+            let worst = r[0]
+                .1
+                .iter()
+                .zip(&expected[0].1)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                worst < 1e-6,
+                "frame {i}: differs from a fresh element by {worst}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_flushing_seek_in_a_file_restarts_at_the_new_position() {
+    init();
+    let dir = scratch_dir("infer-seek");
+    let model = build_model(&dir, "seek.onnx", r#"{"size": 32, "state": 4}"#);
+    let file = dir.join("clip.mkv");
+    let writer = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=60 pattern=ball ! video/x-raw,width={W},height={H},framerate=30/1 \
+         ! jpegenc ! matroskamux ! filesink location={}",
+        file.display()
+    ))
+    .unwrap();
+    writer.set_state(gst::State::Playing).unwrap();
+    let bus = writer.bus().unwrap();
+    bus.timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Eos])
+        .expect("the clip is written");
+    writer.set_state(gst::State::Null).unwrap();
+
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! matroskademux ! jpegdec ! videoconvert ! video/x-raw,format=RGB \
+         ! affectinfer name=infer model={} ! appsink name=sink sync=false",
+        file.display(),
+        model.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline
+        .by_name("infer")
+        .unwrap()
+        .static_pad("video_sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, |_, info| {
+            if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
+                let b = buffer.make_mut();
+                for f in faces_of(0) {
+                    f.attach(b, W as u32, H as u32);
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for _ in 0..10 {
+        let s = sink.pull_sample().expect("a frame before the seek");
+        assert_eq!(results(s.buffer().unwrap()).len(), 2);
+    }
+    pipeline
+        .seek_simple(
+            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+            gst::ClockTime::from_seconds(1),
+        )
+        .expect("seek");
+    let mut after = Vec::new();
+    while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(20)) {
+        after.push(s.buffer_owned().unwrap());
+    }
+    assert!(
+        sink.is_eos(),
+        "the pipeline did not reach EOS after the seek"
+    );
+    let bus = pipeline.bus().unwrap();
+    assert!(
+        bus.pop_filtered(&[gst::MessageType::Error]).is_none(),
+        "an error after the seek"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    // Frames 30..59 of the clip, each with both faces' results.
+    assert_eq!(after.len(), 30, "frames from 1 s to the end");
+    let first = after[0].pts().unwrap();
+    assert!(
+        first >= gst::ClockTime::from_mseconds(999) && first <= gst::ClockTime::from_mseconds(1001),
+        "first frame after the seek at {first}"
+    );
+    for b in &after {
+        assert_eq!(
+            results(b).len(),
+            2,
+            "a frame at {:?} without results",
+            b.pts()
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
