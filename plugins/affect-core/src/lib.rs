@@ -8,6 +8,7 @@ pub mod align;
 pub mod contract;
 pub mod detect;
 pub mod labels;
+pub mod landmark_prior;
 pub mod melspec;
 pub mod metrics;
 pub mod pixels;

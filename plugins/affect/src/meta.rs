@@ -1,7 +1,9 @@
 //! The metadata the elements exchange: faces are `GstVideoRegionOfInterestMeta` of roi type
 //! `face`, whose `id` is the track id, carrying an `affect-face` parameter structure
 //! (`track-id`, `score`, and `landmarks` = 10 doubles x1,y1..x5,y5 in frame pixels, ArcFace
-//! order: left eye, right eye, nose, left mouth corner, right mouth corner).
+//! order: left eye, right eye, nose, left mouth corner, right mouth corner). Landmarks
+//! `affectfacecrop` estimated from the box (a mean face shape) come with
+//! `landmarks-estimated=true`.
 
 use gst_video::VideoRegionOfInterestMeta;
 
@@ -9,6 +11,8 @@ use gst_video::VideoRegionOfInterestMeta;
 pub const FACE_ROI_TYPE: &str = "face";
 /// Name of the face parameter structure.
 pub const FACE_PARAMS: &str = "affect-face";
+/// Boolean field of the face parameters: the landmarks were estimated from the box, not found.
+pub const LANDMARKS_ESTIMATED: &str = "landmarks-estimated";
 
 /// What the face finder knows of one face.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -46,13 +50,25 @@ impl Face {
 
     /// Adds the face to `buffer` as a region-of-interest meta.
     pub fn attach(&self, buffer: &mut gst::BufferRef, frame_width: u32, frame_height: u32) {
+        self.attach_with(buffer, frame_width, frame_height, self.params());
+    }
+
+    /// Adds the face with `params` as its `affect-face` structure (its `params()` with more
+    /// fields, such as [`LANDMARKS_ESTIMATED`]).
+    pub fn attach_with(
+        &self,
+        buffer: &mut gst::BufferRef,
+        frame_width: u32,
+        frame_height: u32,
+        params: gst::Structure,
+    ) {
         let mut meta = VideoRegionOfInterestMeta::add(
             buffer,
             FACE_ROI_TYPE,
             self.roi_rect(frame_width, frame_height),
         );
         meta.set_id(i32::try_from(self.track_id).unwrap_or(i32::MAX));
-        meta.add_param(self.params());
+        meta.add_param(params);
     }
 
     /// Reads a face ROI meta: the box from the meta, the rest from its `affect-face`
@@ -95,6 +111,14 @@ impl Face {
         }
         Some(face)
     }
+}
+
+/// Whether a face meta's landmarks were estimated from its box (`landmarks-estimated`);
+/// `false` when the field or the face parameters are absent.
+pub fn landmarks_estimated(meta: &VideoRegionOfInterestMeta) -> bool {
+    meta.param(FACE_PARAMS)
+        .and_then(|p| p.get::<bool>(LANDMARKS_ESTIMATED).ok())
+        .unwrap_or(false)
 }
 
 /// Every face of a buffer.

@@ -6,6 +6,7 @@ use affect_core::detect::haar::{HaarCascade, HaarDetector, HaarParams};
 use affect_core::detect::{
     DetectParams, Detection, DetectorLayout, OutputInfo, TensorView, iou, nms,
 };
+use affect_core::landmark_prior::BoxLandmarkPrior;
 use affect_core::pixels::{self, FrameLayout};
 
 use crate::frame::{buffer_layout, frame_layout};
@@ -42,6 +43,7 @@ const DEFAULT_TRACK_MAX_MISSES: u32 = 10;
 const DEFAULT_CROP_SIZE: u32 = 112;
 const DEFAULT_TRACK_ID: i64 = -1;
 const DEFAULT_BOX_MARGIN: f64 = 0.2;
+const DEFAULT_ESTIMATE_LANDMARKS: bool = true;
 
 #[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
@@ -102,6 +104,7 @@ struct Settings {
     crop_size: u32,
     track_id: i64,
     box_margin: f64,
+    estimate_landmarks: bool,
     no_face: NoFace,
 }
 
@@ -125,6 +128,7 @@ impl Default for Settings {
             crop_size: DEFAULT_CROP_SIZE,
             track_id: DEFAULT_TRACK_ID,
             box_margin: DEFAULT_BOX_MARGIN,
+            estimate_landmarks: DEFAULT_ESTIMATE_LANDMARKS,
             no_face: NoFace::Drop,
         }
     }
@@ -174,8 +178,49 @@ enum Finder {
     Onnx(Box<OnnxDetector>),
 }
 
+impl Finder {
+    /// Where the landmarks of this finder's box-only faces sit on average: Haar's own
+    /// calibration; a fixed region is taken as framed like an aligned crop (so an aligned
+    /// crop stays as it is); other detectors' boxes are like Haar's.
+    fn landmark_prior(&self) -> BoxLandmarkPrior {
+        match self {
+            Finder::Haar(_) => BoxLandmarkPrior::HAAR_FRONTAL_DEFAULT,
+            Finder::FullFrame { .. } => BoxLandmarkPrior::ARCFACE_CROP,
+            Finder::Upstream | Finder::Onnx(_) => BoxLandmarkPrior::GENERIC,
+        }
+    }
+}
+
+/// A face's landmarks: the detector's, else (when `prior` is given) estimated from its box
+/// `[x1, y1, x2, y2]`, with whether they were estimated.
+fn landmarks_of(
+    landmarks: Option<[[f32; 2]; 5]>,
+    bbox: [f32; 4],
+    prior: Option<&BoxLandmarkPrior>,
+) -> (Option<[[f32; 2]; 5]>, bool) {
+    match (landmarks, prior) {
+        (Some(l), _) => (Some(l), false),
+        (None, Some(p)) => {
+            let estimated = p.landmarks(bbox);
+            (estimated, estimated.is_some())
+        }
+        (None, None) => (None, false),
+    }
+}
+
+/// The `affect-face` parameters of `face`, flagged when its landmarks were estimated.
+fn face_params(face: &Face, estimated: bool) -> gst::Structure {
+    let mut params = face.params();
+    if estimated {
+        params.set(crate::meta::LANDMARKS_ESTIMATED, true);
+    }
+    params
+}
+
 struct State {
     finder: Finder,
+    /// Landmark prior of the finder's box-only faces.
+    landmark_prior: BoxLandmarkPrior,
     tracker: IouTracker,
     detect_params: DetectParams,
     /// Input format, set by caps.
@@ -564,6 +609,15 @@ impl ObjectImpl for AffectFaceCrop {
                     .default_value(DEFAULT_BOX_MARGIN)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("estimate-landmarks")
+                    .nick("Estimate landmarks")
+                    .blurb("Give faces without landmarks (Haar, full-frame, box-only upstream or ONNX \
+                            faces) 5 landmarks placed in the box by a mean face shape, flagged \
+                            landmarks-estimated=true in affect-face, so that crops are aligned \
+                            like ArcFace training crops on average")
+                    .default_value(DEFAULT_ESTIMATE_LANDMARKS)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecEnum::builder_with_default("no-face", NoFace::Drop)
                     .nick("No face")
                     .blurb("What mode=crop outputs for a frame without the face")
@@ -604,6 +658,9 @@ impl ObjectImpl for AffectFaceCrop {
             "crop-size" => s.crop_size = value.get().expect("type checked upstream"),
             "track-id" => s.track_id = value.get().expect("type checked upstream"),
             "box-margin" => s.box_margin = value.get().expect("type checked upstream"),
+            "estimate-landmarks" => {
+                s.estimate_landmarks = value.get().expect("type checked upstream")
+            }
             "no-face" => s.no_face = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
         }
@@ -630,6 +687,7 @@ impl ObjectImpl for AffectFaceCrop {
             "crop-size" => s.crop_size.to_value(),
             "track-id" => s.track_id.to_value(),
             "box-margin" => s.box_margin.to_value(),
+            "estimate-landmarks" => s.estimate_landmarks.to_value(),
             "no-face" => s.no_face.to_value(),
             other => unreachable!("unknown property {other}"),
         }
@@ -698,6 +756,7 @@ impl BaseTransformImpl for AffectFaceCrop {
             constant_velocity: true,
         });
         *self.state.lock().unwrap() = Some(State {
+            landmark_prior: finder.landmark_prior(),
             finder,
             tracker,
             detect_params: settings.detect_params(),
@@ -809,9 +868,13 @@ impl BaseTransformImpl for AffectFaceCrop {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (interval, upstream) = {
+        let (interval, upstream, estimate) = {
             let s = self.settings.lock().unwrap();
-            (s.detect_interval, s.detector == DetectorKind::Upstream)
+            (
+                s.detect_interval,
+                s.detector == DetectorKind::Upstream,
+                s.estimate_landmarks,
+            )
         };
         let mut guard = self.state.lock().unwrap();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
@@ -824,6 +887,7 @@ impl BaseTransformImpl for AffectFaceCrop {
             })?;
             self.track(state, map.as_slice(), &layout, buf, interval)?
         };
+        let prior = estimate.then_some(state.landmark_prior);
         drop(guard);
         let (fw, fh) = (layout.width as u32, layout.height as u32);
         if upstream {
@@ -852,8 +916,11 @@ impl BaseTransformImpl for AffectFaceCrop {
                     .iter()
                     .filter(|t| t.frames_since_detection == 0)
                     .max_by(|a, b| iou(&a.bbox, &face.bbox).total_cmp(&iou(&b.bbox, &face.bbox)));
+                let (landmarks, estimated) =
+                    landmarks_of(face.landmarks, face.bbox, prior.as_ref());
                 let face = Face {
                     track_id: track.map_or(face.track_id, |t| t.id),
+                    landmarks,
                     ..face
                 };
                 let mut meta =
@@ -862,17 +929,18 @@ impl BaseTransformImpl for AffectFaceCrop {
                 for p in others {
                     meta.add_param(p);
                 }
-                meta.add_param(face.params());
+                meta.add_param(face_params(&face, estimated));
             }
         } else {
             for t in &tracked {
-                Face {
+                let (landmarks, estimated) = landmarks_of(t.landmarks, t.bbox, prior.as_ref());
+                let face = Face {
                     bbox: t.bbox,
                     track_id: t.id,
                     score: t.score,
-                    landmarks: t.landmarks,
-                }
-                .attach(buf, fw, fh);
+                    landmarks,
+                };
+                face.attach_with(buf, fw, fh, face_params(&face, estimated));
             }
         }
         Ok(gst::FlowSuccess::Ok)
@@ -883,7 +951,7 @@ impl BaseTransformImpl for AffectFaceCrop {
         inbuf: &gst::Buffer,
         outbuf: &mut gst::BufferRef,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (interval, track_id, margin, no_face, size) = {
+        let (interval, track_id, margin, no_face, size, estimate) = {
             let s = self.settings.lock().unwrap();
             (
                 s.detect_interval,
@@ -891,6 +959,7 @@ impl BaseTransformImpl for AffectFaceCrop {
                 s.box_margin as f32,
                 s.no_face,
                 s.crop_size,
+                s.estimate_landmarks,
             )
         };
         let mut guard = self.state.lock().unwrap();
@@ -926,7 +995,9 @@ impl BaseTransformImpl for AffectFaceCrop {
                 gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));
                 gst::FlowError::Error
             })?;
-        let transform = match face.landmarks {
+        let prior = estimate.then_some(state.landmark_prior);
+        let (landmarks, estimated) = landmarks_of(face.landmarks, face.bbox, prior.as_ref());
+        let transform = match landmarks {
             Some(l) => align::Similarity::to_arcface(&l, size),
             None => {
                 let b = face.bbox;
@@ -934,7 +1005,7 @@ impl BaseTransformImpl for AffectFaceCrop {
             }
         };
         let crop_landmarks = transform.as_ref().ok().map(|t| {
-            face.landmarks
+            landmarks
                 .map(|l| l.map(|p| t.apply(p)))
                 .unwrap_or_else(|| align::arcface_template(size))
         });
@@ -964,17 +1035,17 @@ impl BaseTransformImpl for AffectFaceCrop {
             }
         }
         // The crop is the face: downstream analysis reads it whole, aligned.
-        Face {
+        let crop_face = Face {
             bbox: [0.0, 0.0, size as f32, size as f32],
             track_id: face.id,
             score: face.score,
-            landmarks: if face.landmarks.is_some() {
+            landmarks: if landmarks.is_some() {
                 crop_landmarks
             } else {
                 None
             },
-        }
-        .attach(outbuf, size, size);
+        };
+        crop_face.attach_with(outbuf, size, size, face_params(&crop_face, estimated));
         Ok(gst::FlowSuccess::Ok)
     }
 }
