@@ -5,6 +5,7 @@ mod common;
 use common::init;
 use std::path::{Path, PathBuf};
 
+use affect_core::landmark_prior::BoxLandmarkPrior;
 use affect_core::testutil::{run_python, scratch_dir};
 use gst::prelude::*;
 use gst_check::Harness;
@@ -475,4 +476,137 @@ fn full_frame_region_and_no_face_policies() {
             .iter()
             .all(|&v| v == 0)
     );
+}
+
+/// Each face of `buffer` with whether its landmarks are flagged as estimated.
+fn faces_with_flags(buffer: &gst::BufferRef) -> Vec<(Face, bool)> {
+    buffer
+        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+        .filter_map(|m| Some((Face::from_meta(&m)?, meta::landmarks_estimated(&m))))
+        .collect()
+}
+
+#[test]
+fn box_only_faces_get_estimated_landmarks_flagged_as_such() {
+    init();
+    let (w, h) = (320usize, 240usize);
+    let frame = pattern(w, h, 3);
+    let found = [
+        [200.0, 40.0],
+        [240.0, 40.0],
+        [220.0, 60.0],
+        [205.0, 80.0],
+        [235.0, 80.0],
+    ];
+    let faces_of = |description: &str| {
+        let mut harness = Harness::new_parse(description);
+        harness.set_src_caps_str(&format!(
+            "video/x-raw,format=RGB,width={w},height={h},framerate=30/1"
+        ));
+        let mut buf = rgb_buffer(&frame, 0);
+        for (bbox, landmarks) in [
+            ([40.0, 60.0, 120.0, 140.0], None),
+            ([180.0, 10.0, 260.0, 100.0], Some(found)),
+        ] {
+            Face {
+                bbox,
+                track_id: 0,
+                score: 1.0,
+                landmarks,
+            }
+            .attach(buf.get_mut().unwrap(), w as u32, h as u32);
+        }
+        harness.push(buf).unwrap();
+        let mut faces = faces_with_flags(&harness.pull().unwrap());
+        faces.sort_by(|a, b| a.0.bbox[0].total_cmp(&b.0.bbox[0]));
+        faces
+    };
+    let faces = faces_of("affectfacecrop detector=upstream");
+    assert_eq!(faces.len(), 2);
+    // The box-only face: the mean shape placed in its 80-pixel box.
+    let (boxed, estimated) = faces[0];
+    assert!(estimated, "box-only landmarks must be flagged");
+    let l = boxed.landmarks.expect("estimated landmarks");
+    for (p, f) in l.iter().zip(&BoxLandmarkPrior::GENERIC.points) {
+        assert!((p[0] - (40.0 + 80.0 * f[0])).abs() < 1e-3, "{l:?}");
+        assert!((p[1] - (60.0 + 80.0 * f[1])).abs() < 1e-3, "{l:?}");
+    }
+    // The face with a detector's landmarks keeps them, unflagged.
+    assert_eq!(faces[1].0.landmarks, Some(found));
+    assert!(!faces[1].1);
+
+    let off = faces_of("affectfacecrop detector=upstream estimate-landmarks=false");
+    assert_eq!(off[0].0.landmarks, None);
+    assert!(!off[0].1);
+    assert_eq!(off[1].0.landmarks, Some(found));
+}
+
+#[test]
+fn haar_faces_get_the_haar_prior() {
+    let samples = collect(&format!(
+        "filesrc location={} ! pngdec ! videoconvert ! video/x-raw,format=RGB \
+         ! imagefreeze num-buffers=2 ! affectfacecrop ! appsink name=sink",
+        astronaut().display()
+    ))
+    .unwrap();
+    let faces = faces_with_flags(samples[1].buffer().unwrap());
+    assert_eq!(faces.len(), 1);
+    let (face, estimated) = faces[0];
+    assert!(estimated);
+    let [x1, y1, x2, y2] = face.bbox;
+    let l = face.landmarks.expect("estimated landmarks");
+    for (p, f) in l.iter().zip(&BoxLandmarkPrior::HAAR_FRONTAL_DEFAULT.points) {
+        // The meta's box is the tracked box rounded to pixels.
+        assert!((p[0] - (x1 + (x2 - x1) * f[0])).abs() < 0.6, "{l:?}");
+        assert!((p[1] - (y1 + (y2 - y1) * f[1])).abs() < 0.6, "{l:?}");
+    }
+    // The eyes lie inside the box, left of right, above the mouth.
+    assert!(x1 < l[0][0] && l[0][0] < l[1][0] && l[1][0] < x2);
+    assert!(y1 < l[0][1] && l[0][1] < l[3][1] && l[3][1] < y2);
+}
+
+#[test]
+fn a_full_frame_aligned_crop_is_cut_as_it_is() {
+    init();
+    let size = 112usize;
+    let frame = pattern(size, size, 5);
+    let crop_of = |properties: &str| {
+        let mut harness = Harness::new_parse(&format!(
+            "affectfacecrop mode=crop detector=full-frame crop-size={size} {properties}"
+        ));
+        harness.set_src_caps_str(&format!(
+            "video/x-raw,format=RGB,width={size},height={size},framerate=30/1"
+        ));
+        harness.push(rgb_buffer(&frame, 0)).unwrap();
+        harness.pull().unwrap()
+    };
+    // A whole frame is taken as framed like an ArcFace crop: its estimated landmarks are the
+    // template, and the crop is the frame itself.
+    let out = crop_of("");
+    let data = out.map_readable().unwrap();
+    let worst = data
+        .iter()
+        .zip(&frame)
+        .map(|(a, b)| (*a as i32 - *b as i32).abs())
+        .max()
+        .unwrap();
+    assert!(
+        worst <= 1,
+        "the aligned crop moved: worst difference {worst}"
+    );
+    let faces = faces_with_flags(&out);
+    assert_eq!(faces.len(), 1);
+    assert!(faces[0].1);
+    let l = faces[0].0.landmarks.expect("landmarks in the crop");
+    for (p, t) in l.iter().zip(&affect_core::align::ARCFACE_112) {
+        assert!(
+            (p[0] - t[0]).abs() < 1e-2 && (p[1] - t[1]).abs() < 1e-2,
+            "{l:?}"
+        );
+    }
+    // Without the estimate it is a box crop, whose centre convention moves it half a pixel.
+    let plain = crop_of("estimate-landmarks=false box-margin=0");
+    let plain = plain.map_readable().unwrap();
+    assert!(plain.iter().zip(&frame).any(|(a, b)| a != b));
+    assert!(!faces_with_flags(&crop_of("estimate-landmarks=false"))[0].1);
 }
