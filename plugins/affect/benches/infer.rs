@@ -61,7 +61,9 @@ fn main() {
         "ratio",
         "elem batch"
     );
-    for scenario in Scenario::standard(frames, batch) {
+    let only = std::env::var("AFFECT_BENCH_ONLY").ok();
+    let chosen = |s: &Scenario| only.as_ref().is_none_or(|o| s.name.contains(o.as_str()));
+    for scenario in Scenario::standard(frames, batch).into_iter().filter(chosen) {
         let t = bench::throughput(&model, &scenario, rounds).expect("throughput run");
         println!(
             "{:<24} {:>6} {:>11.1} {:>11.1} {:>5.2}x {:>11.1} {:>5.2}x {:>4.1} (bare {})",
@@ -75,6 +77,18 @@ fn main() {
             t.element_stats.mean_batch(),
             t.bare_batch
         );
+        println!(
+            "{:<24} per batch: bare run {:.1} ms, element's Session::run {:.1} ms",
+            "",
+            t.bare.as_secs_f64() * 1e3 * t.bare_batch as f64
+                / (scenario.streams * scenario.faces * scenario.frames) as f64,
+            t.element_stats.run_time.as_secs_f64() * 1e3 / t.element_stats.batches.max(1) as f64
+        );
+        assert_eq!(
+            t.element_stats.faces as usize,
+            scenario.streams * scenario.faces * scenario.frames,
+            "the element ran every face"
+        );
     }
 
     println!();
@@ -87,7 +101,7 @@ fn main() {
         "{:<24} {:>10} {:>10} {:>10} {:>14} {:>14} {:>6}",
         "scenario", "elem p50", "elem p99", "elem batch", "bare run p50", "bare run p99", "load"
     );
-    for mut scenario in Scenario::standard(frames, batch) {
+    for mut scenario in Scenario::standard(frames, batch).into_iter().filter(chosen) {
         scenario.frames = live_frames;
         let l = bench::latency(&model, &scenario, fps).expect("latency run");
         let bare_batch = (scenario.streams * scenario.faces).min(batch) as f64;

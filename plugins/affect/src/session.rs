@@ -199,6 +199,8 @@ enum Message {
 pub struct ModelStats {
     pub batches: u64,
     pub faces: u64,
+    /// Time spent in `Session::run`.
+    pub run_time: std::time::Duration,
 }
 
 impl ModelStats {
@@ -630,10 +632,12 @@ impl Worker {
             inputs.push((io::STATE_IN.into(), t.into()));
         }
 
+        let started = std::time::Instant::now();
         let outputs = self
             .session
             .run(inputs)
             .map_err(|e| format!("inference failed: {e}"))?;
+        let run_time = started.elapsed();
         let take = |name: &str, width: usize| -> Result<&[f32], String> {
             let v = outputs
                 .get(name)
@@ -682,6 +686,7 @@ impl Worker {
             let mut stats = self.stats.lock().unwrap();
             stats.batches += 1;
             stats.faces += n as u64;
+            stats.run_time += run_time;
         }
         Ok(results)
     }

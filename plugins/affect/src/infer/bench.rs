@@ -403,6 +403,7 @@ fn run_element(model: &Path, scenario: &Scenario, fps: Option<u32>) -> Result<El
         stats: ModelStats {
             batches: after.batches - before.batches,
             faces: after.faces - before.faces,
+            run_time: after.run_time - before.run_time,
         },
     })
 }
