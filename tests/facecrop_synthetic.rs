@@ -3,10 +3,9 @@
 //! through a two-person video.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use affect_core::testutil::scratch_dir;
-use affect_e2e::{init, synthetic_set};
+use affect_e2e::{attach_truth, init, run_to_eos, synthetic_set};
 use affect_train::synth::{self, FrameTruth};
 use gst::prelude::*;
 use gstaffect::meta::{self, Face};
@@ -23,44 +22,8 @@ fn run_with_truth(video: &Path, truth: Vec<FrameTruth>, element: &str) -> Vec<gs
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let faces = pipeline.by_name("faces").unwrap();
-    let frame = Arc::new(Mutex::new(0usize));
-    faces
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let mut index = frame.lock().unwrap();
-            if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut()
-                && let Some(t) = truth.get(*index)
-            {
-                let b = buffer.make_mut();
-                for f in &t.faces {
-                    let [x, y, w, h] = f.bbox;
-                    Face {
-                        bbox: [x, y, x + w, y + h],
-                        track_id: 0,
-                        score: 1.0,
-                        landmarks: Some(f.landmarks),
-                    }
-                    .attach(b, 320, 240);
-                }
-            }
-            *index += 1;
-            gst::PadProbeReturn::Ok
-        });
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut samples = Vec::new();
-    while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
-        samples.push(s);
-    }
-    assert!(sink.is_eos(), "the pipeline did not finish");
-    pipeline.set_state(gst::State::Null).unwrap();
-    samples
+    attach_truth(&pipeline.by_name("faces").unwrap(), truth);
+    run_to_eos(&pipeline, gst::ClockTime::from_seconds(30), |s| s)
 }
 
 #[test]

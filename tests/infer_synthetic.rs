@@ -7,31 +7,22 @@
 //! each track), and with chance.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
+use affect_core::detect::iou;
 use affect_core::labels::{EXPRESSION_LABELS, N_AUS, N_EXPRESSIONS};
 use affect_core::testutil::scratch_dir;
-use affect_e2e::{init, synthetic_set};
+use affect_e2e::{attach_truth, init, run_to_eos, synthetic_set};
 use affect_train::data::{AffWild2, Split};
 use affect_train::eval::EvalReport;
 use affect_train::onnx_predict::{self, FramePrediction, OnnxModel, Predictions};
 use affect_train::synth::{self, FrameTruth};
 use gst::prelude::*;
-use gstaffect::meta::{self, Face};
+use gstaffect::meta;
 
 const SPLITS: [Split; 2] = [Split::Train, Split::Validation];
 
 fn model() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/affect-default.onnx")
-}
-
-/// Intersection over union of two `[x1, y1, x2, y2]` boxes.
-fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
-    inter / (area(a) + area(b) - inter)
 }
 
 /// Runs one video through the pipeline; every output buffer's analysed faces.
@@ -49,48 +40,10 @@ fn run_pipeline(video: &Path, truth: Vec<FrameTruth>) -> Vec<Vec<meta::AnalysedF
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let faces = pipeline.by_name("faces").unwrap();
-    let frame = Arc::new(Mutex::new(0usize));
-    faces
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let mut index = frame.lock().unwrap();
-            if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut()
-                && let Some(t) = truth.get(*index)
-            {
-                let b = buffer.make_mut();
-                for f in &t.faces {
-                    let [x, y, w, h] = f.bbox;
-                    Face {
-                        bbox: [x, y, x + w, y + h],
-                        track_id: 0,
-                        score: 1.0,
-                        landmarks: Some(f.landmarks),
-                    }
-                    .attach(b, 320, 240);
-                }
-            }
-            *index += 1;
-            gst::PadProbeReturn::Ok
-        });
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut out = Vec::new();
-    while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(60)) {
-        out.push(meta::analysed_faces(s.buffer().unwrap()));
-    }
-    let bus = pipeline.bus().unwrap();
-    if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-        panic!("pipeline error: {msg:?}");
-    }
-    assert!(sink.is_eos(), "the pipeline did not finish");
-    pipeline.set_state(gst::State::Null).unwrap();
-    out
+    attach_truth(&pipeline.by_name("faces").unwrap(), truth);
+    run_to_eos(&pipeline, gst::ClockTime::from_seconds(60), |s| {
+        meta::analysed_faces(s.buffer().unwrap())
+    })
 }
 
 /// The element's predictions over every video of the set, keyed by the ground-truth person
@@ -120,7 +73,7 @@ fn element_predictions(
                     .iter()
                     .map(|g| {
                         let [x, y, w, h] = g.bbox;
-                        (g, iou(f.face.bbox, [x, y, x + w, y + h]))
+                        (g, iou(&f.face.bbox, &[x, y, x + w, y + h]))
                     })
                     .max_by(|a, b| a.1.total_cmp(&b.1))
                 else {

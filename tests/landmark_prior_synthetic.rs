@@ -11,7 +11,7 @@ use affect_core::detect::haar::{HaarCascade, HaarDetector, HaarParams, grey_of};
 use affect_core::detect::{iou, nms};
 use affect_core::landmark_prior::{BoxLandmarkPrior, normalized_mean_error};
 use affect_core::testutil::scratch_dir;
-use affect_e2e::init;
+use affect_e2e::{init, run_to_eos};
 use affect_train::synth::{self, SynthConfig, raster::Canvas};
 use gst::prelude::*;
 
@@ -200,22 +200,12 @@ fn element_crops(video: &Path, properties: &str) -> Vec<Option<Vec<u8>>> {
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut crops = Vec::new();
-    while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(60)) {
+    run_to_eos(&pipeline, gst::ClockTime::from_seconds(60), |s| {
         let map = s.buffer().unwrap().map_readable().unwrap();
         // 112 RGB pixels are 336 bytes, a multiple of 4: rows are unpadded.
         assert_eq!(map.len(), 112 * 112 * 3);
-        crops.push(map.iter().any(|&v| v != 0).then(|| map.to_vec()));
-    }
-    assert!(sink.is_eos(), "the pipeline did not finish");
-    pipeline.set_state(gst::State::Null).unwrap();
-    crops
+        map.iter().any(|&v| v != 0).then(|| map.to_vec())
+    })
 }
 
 fn grey_diff(a: &[u8], b: &[u8]) -> f64 {

@@ -1,10 +1,18 @@
-//! Shared set-up of the end-to-end tests: GStreamer with the affect elements registered, and
-//! small synthetic data sets made on the spot.
+//! Shared set-up of the end-to-end tests: GStreamer with the affect elements registered,
+//! small synthetic data sets made on the spot, their ground truth put on frames as upstream
+//! face meta, and pipelines run to the end.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once};
 
-use affect_train::synth::{self, SynthConfig};
+use affect_train::synth::{self, FrameTruth, SynthConfig};
+use affect_train::testutil;
+use gst::prelude::*;
+use gstaffect::meta::Face;
+
+/// Frame size of the sets [`synthetic_set`] makes.
+pub const WIDTH: u32 = 320;
+pub const HEIGHT: u32 = 240;
 
 /// Initialises GStreamer and registers the affect elements once per process.
 pub fn init() {
@@ -25,10 +33,59 @@ pub fn synthetic_set(dir: &Path, videos: usize, seconds: f32, fps: u32, seed: u6
         seed,
         faces_per_frame: 2,
         fps,
-        width: 320,
-        height: 240,
+        width: WIDTH,
+        height: HEIGHT,
         ..SynthConfig::default()
     })
     .expect("generate the synthetic set");
     root
+}
+
+/// Puts each frame's ground-truth faces (boxes and landmarks, as a detector would) on the
+/// buffers arriving at `element`'s sink pad as upstream face meta, the n-th buffer getting
+/// `truth[n]`. The frames are [`WIDTH`] x [`HEIGHT`], as [`synthetic_set`] makes them.
+pub fn attach_truth(element: &gst::Element, truth: Vec<FrameTruth>) {
+    let frame = Arc::new(Mutex::new(0usize));
+    element
+        .static_pad("sink")
+        .expect("the element has a sink pad")
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let mut index = frame.lock().unwrap();
+            if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut()
+                && let Some(t) = truth.get(*index)
+            {
+                let b = buffer.make_mut();
+                for f in &t.faces {
+                    let [x, y, w, h] = f.bbox;
+                    Face {
+                        bbox: [x, y, x + w, y + h],
+                        track_id: 0,
+                        score: 1.0,
+                        landmarks: Some(f.landmarks),
+                    }
+                    .attach(b, WIDTH, HEIGHT);
+                }
+            }
+            *index += 1;
+            gst::PadProbeReturn::Ok
+        });
+}
+
+/// Plays `pipeline` (which ends in `appsink name=sink`) to the end of the stream and returns
+/// `each` of every sample, taken as it comes; panics if the pipeline posts an error or no
+/// sample comes within `timeout` before the end.
+pub fn run_to_eos<T>(
+    pipeline: &gst::Pipeline,
+    timeout: gst::ClockTime,
+    each: impl FnMut(gst::Sample) -> T,
+) -> Vec<T> {
+    let sink = testutil::play(pipeline);
+    let out = testutil::samples(&sink, timeout).map(each).collect();
+    let bus = pipeline.bus().unwrap();
+    if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+        panic!("pipeline error: {msg:?}");
+    }
+    assert!(sink.is_eos(), "the pipeline did not finish");
+    pipeline.set_state(gst::State::Null).unwrap();
+    out
 }

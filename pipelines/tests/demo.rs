@@ -9,7 +9,7 @@ use affect_cli::demo::{MIN_COVERAGE, SCORE_MINIMA};
 use affect_core::labels::EXPRESSION_LABELS;
 use affect_core::metrics;
 use affect_core::testutil::scratch_dir;
-use affect_train::synth;
+use affect_train::{synth, testutil};
 use gst::prelude::*;
 
 /// Decodes a video file and returns (frames, width, height).
@@ -23,14 +23,9 @@ fn decode(path: &Path) -> (usize, u32, u32) {
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let sink = testutil::play(&pipeline);
     let (mut frames, mut size) = (0, (0, 0));
-    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+    for sample in testutil::samples(&sink, gst::ClockTime::from_seconds(30)) {
         let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
         size = (info.width(), info.height());
         frames += 1;

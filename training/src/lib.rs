@@ -21,6 +21,7 @@ pub mod eval;
 pub mod onnx_predict;
 pub mod rng;
 pub mod synth;
+pub mod testutil;
 
 // The networks, their losses, training and ONNX export (libtorch).
 #[cfg(feature = "torch")]

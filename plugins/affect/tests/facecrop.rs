@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use affect_core::landmark_prior::BoxLandmarkPrior;
 use affect_core::testutil::{run_python, scratch_dir};
+use affect_train::testutil;
 use gst::prelude::*;
 use gst_check::Harness;
 use gstaffect::meta::{self, Face};
@@ -34,11 +35,7 @@ fn collect(description: &str) -> Result<Vec<gst::Sample>, String> {
         .map_err(|e| e.to_string())?
         .downcast::<gst::Pipeline>()
         .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink = testutil::appsink(&pipeline);
     sink.set_property("sync", false);
     let bus = pipeline.bus().unwrap();
     let _ = pipeline.set_state(gst::State::Playing);

@@ -7,6 +7,7 @@ use common::init;
 use std::path::{Path, PathBuf};
 
 use affect_core::testutil::{read_f32, run_python, scratch_dir};
+use affect_train::testutil;
 use gst::prelude::*;
 use gst_check::Harness;
 use gst_video::VideoRegionOfInterestMeta;
@@ -470,7 +471,7 @@ fn eight_pipelines_share_one_session_and_lose_no_frame() {
             .unwrap()
             .downcast::<gst::Pipeline>()
             .unwrap();
-            let sink = p.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+            let sink = testutil::appsink(&p);
             (p, sink)
         })
         .collect();
@@ -481,7 +482,7 @@ fn eight_pipelines_share_one_session_and_lose_no_frame() {
     for (p, sink) in &pipelines {
         let mut with_results = 0;
         let mut total = 0;
-        while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+        for sample in testutil::samples(sink, gst::ClockTime::from_seconds(30)) {
             total += 1;
             if !results(sample.buffer().unwrap()).is_empty() {
                 with_results += 1;
@@ -627,16 +628,10 @@ fn frames_without_faces_pass_untouched() {
 /// Runs `description` (with an appsink named `sink`) to EOS; the buffers that came out, or
 /// the first error's text.
 fn run_to_eos(pipeline: &gst::Pipeline) -> Result<Vec<gst::Buffer>, String> {
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut out = Vec::new();
-    while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(20)) {
-        out.push(s.buffer_owned().unwrap());
-    }
+    let sink = testutil::play(pipeline);
+    let out = testutil::samples(&sink, gst::ClockTime::from_seconds(20))
+        .map(|s| s.buffer_owned().unwrap())
+        .collect();
     let bus = pipeline.bus().unwrap();
     let msg = bus
         .timed_pop_filtered(
@@ -808,12 +803,7 @@ fn a_flushing_seek_in_a_file_restarts_at_the_new_position() {
             }
             gst::PadProbeReturn::Ok
         });
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let sink = testutil::play(&pipeline);
     for _ in 0..10 {
         let s = sink.pull_sample().expect("a frame before the seek");
         assert_eq!(results(s.buffer().unwrap()).len(), 2);
@@ -824,10 +814,9 @@ fn a_flushing_seek_in_a_file_restarts_at_the_new_position() {
             gst::ClockTime::from_seconds(1),
         )
         .expect("seek");
-    let mut after = Vec::new();
-    while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(20)) {
-        after.push(s.buffer_owned().unwrap());
-    }
+    let after: Vec<_> = testutil::samples(&sink, gst::ClockTime::from_seconds(20))
+        .map(|s| s.buffer_owned().unwrap())
+        .collect();
     assert!(
         sink.is_eos(),
         "the pipeline did not reach EOS after the seek"
