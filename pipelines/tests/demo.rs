@@ -8,7 +8,7 @@ use std::process::Command;
 use affect_cli::demo::{MIN_COVERAGE, SCORE_MINIMA};
 use affect_core::labels::EXPRESSION_LABELS;
 use affect_core::metrics;
-use affect_core::testutil::scratch_dir;
+use affect_core::testutil::{CSV_LEADING_COLUMNS, scratch_dir};
 use affect_train::{synth, testutil};
 use gst::prelude::*;
 
@@ -87,23 +87,7 @@ fn demo_writes_every_output_and_meets_the_thresholds() {
 
     // CSV: OpenFace-style columns, one row per face with results per frame.
     let (header, rows) = parse_csv(&out.join("affect.csv"));
-    let mut expected = vec![
-        "frame",
-        "face_id",
-        "timestamp",
-        "confidence",
-        "success",
-        "x",
-        "y",
-        "width",
-        "height",
-        "valence",
-        "arousal",
-        "expression",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect::<Vec<_>>();
+    let mut expected: Vec<String> = CSV_LEADING_COLUMNS.iter().map(|c| c.to_string()).collect();
     expected.extend(EXPRESSION_LABELS.iter().map(|l| format!("expr_{l}")));
     for column in &expected {
         assert!(

@@ -59,3 +59,22 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The columns every `affectsink` CSV starts with, in order: OpenFace's `frame`, `face_id`,
+/// `timestamp`, `confidence` and `success`, then the face box and the affect results. Written
+/// out here from the format's description (not taken from the sink), so that the tests of
+/// the sink and of the `affect` command check its files against the same reference.
+pub const CSV_LEADING_COLUMNS: [&str; 12] = [
+    "frame",
+    "face_id",
+    "timestamp",
+    "confidence",
+    "success",
+    "x",
+    "y",
+    "width",
+    "height",
+    "valence",
+    "arousal",
+    "expression",
+];

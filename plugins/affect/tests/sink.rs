@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use affect_core::labels::{AU_LABELS, EXPRESSION_LABELS};
-use affect_core::testutil::{run_python, scratch_dir};
+use affect_core::testutil::{CSV_LEADING_COLUMNS, run_python, scratch_dir};
 use gst::prelude::*;
 use gst_video::VideoRegionOfInterestMeta;
 use gstaffect::meta::{AffectResult, Face};
@@ -226,20 +226,7 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 /// The header the CSV must have for the contract's labels, written out from OpenFace's
 /// conventions.
 fn expected_header() -> Vec<String> {
-    let mut h = strings(&[
-        "frame",
-        "face_id",
-        "timestamp",
-        "confidence",
-        "success",
-        "x",
-        "y",
-        "width",
-        "height",
-        "valence",
-        "arousal",
-        "expression",
-    ]);
+    let mut h = strings(&CSV_LEADING_COLUMNS);
     h.extend(EXPRESSION_LABELS.iter().map(|l| format!("expr_{l}")));
     h.extend(OPENFACE_AUS.iter().map(|a| format!("{a}_p")));
     h.extend(OPENFACE_AUS.iter().map(|a| format!("{a}_c")));
