@@ -29,12 +29,26 @@ pub const VIDEO_EXTENSIONS: &[&str] = &[
     "3gp",
 ];
 
+/// Options of `affect analyze`.
+#[derive(clap::Args)]
 pub struct AnalyzeOptions {
+    /// Video files, or folders searched for videos (recursively).
+    #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
+    /// Folder for the outputs.
+    #[arg(short, long, default_value = "affect-results")]
     pub out: PathBuf,
+    /// ONNX model of the affect contract (default: models/affect-default.onnx).
+    #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Face detector: haar, onnx:FILE (YuNet/SCRFD/UltraFace) or full-frame.
+    #[arg(long, default_value = "haar")]
     pub detector: Detector,
+    /// Videos analysed at the same time.
+    #[arg(short, long, default_value_t = 1)]
     pub jobs: usize,
+    /// Format of the per-video table.
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
     pub format: Format,
 }
 

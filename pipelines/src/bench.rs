@@ -21,8 +21,14 @@ use gst::prelude::*;
 use gstaffect::meta::{AffectResult, Face};
 use realfft::RealFftPlanner;
 
+/// Options of `affect bench`.
+#[derive(clap::Args)]
 pub struct BenchOptions {
+    /// Longer runs (steadier figures, a few minutes).
+    #[arg(long)]
     pub long: bool,
+    /// Model for the inference benchmark (default: models/affect-default.onnx).
+    #[arg(long)]
     pub model: Option<PathBuf>,
 }
 

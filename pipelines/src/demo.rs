@@ -38,10 +38,19 @@ pub const HEIGHT: u32 = 480;
 pub const FPS: u32 = 30;
 
 /// Options of `affect demo`.
+#[derive(clap::Args)]
 pub struct DemoOptions {
+    /// Folder for the generated clip and the outputs.
+    #[arg(short, long, default_value = "affect-demo")]
     pub out: PathBuf,
+    /// Length of the clip in seconds.
+    #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
+    /// Seed of the synthetic world (the person, their expressions and voice).
+    #[arg(long, default_value_t = 2)]
     pub seed: u64,
+    /// ONNX model of the affect contract (default: models/affect-default.onnx).
+    #[arg(long)]
     pub model: Option<PathBuf>,
 }
 

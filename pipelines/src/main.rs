@@ -7,10 +7,8 @@
 //!   tables, timeline plots and a summary table; resumable.
 //! - `affect bench`: the elements' benchmarks against baselines measured in the same run.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use affect_cli::pipeline::{Detector, Format};
 use affect_cli::{analyze, bench, demo};
 use clap::{Parser, Subcommand};
 
@@ -29,50 +27,11 @@ struct Cli {
 enum Command {
     /// Analyse a generated talking-face clip with the default model and score the results
     /// against its ground truth.
-    Demo {
-        /// Folder for the generated clip and the outputs.
-        #[arg(short, long, default_value = "affect-demo")]
-        out: PathBuf,
-        /// Length of the clip in seconds.
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
-        /// Seed of the synthetic world (the person, their expressions and voice).
-        #[arg(long, default_value_t = 2)]
-        seed: u64,
-        /// ONNX model of the affect contract (default: models/affect-default.onnx).
-        #[arg(long)]
-        model: Option<PathBuf>,
-    },
+    Demo(demo::DemoOptions),
     /// Analyse video files and folders of videos: one table and timeline plot per video.
-    Analyze {
-        /// Video files, or folders searched for videos (recursively).
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-        /// Folder for the outputs.
-        #[arg(short, long, default_value = "affect-results")]
-        out: PathBuf,
-        /// ONNX model of the affect contract (default: models/affect-default.onnx).
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Face detector: haar, onnx:FILE (YuNet/SCRFD/UltraFace) or full-frame.
-        #[arg(long, default_value = "haar")]
-        detector: Detector,
-        /// Videos analysed at the same time.
-        #[arg(short, long, default_value_t = 1)]
-        jobs: usize,
-        /// Format of the per-video table.
-        #[arg(long, value_enum, default_value_t = Format::Csv)]
-        format: Format,
-    },
+    Analyze(analyze::AnalyzeOptions),
     /// Benchmark the elements, each against a baseline measured in the same run.
-    Bench {
-        /// Longer runs (steadier figures, a few minutes).
-        #[arg(long)]
-        long: bool,
-        /// Model for the inference benchmark (default: models/affect-default.onnx).
-        #[arg(long)]
-        model: Option<PathBuf>,
-    },
+    Bench(bench::BenchOptions),
 }
 
 fn main() -> ExitCode {
@@ -82,34 +41,8 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
-        Command::Demo {
-            out,
-            seconds,
-            seed,
-            model,
-        } => demo::run(&demo::DemoOptions {
-            out,
-            seconds,
-            seed,
-            model,
-        })
-        .map(|_| ()),
-        Command::Analyze {
-            inputs,
-            out,
-            model,
-            detector,
-            jobs,
-            format,
-        } => analyze::run(&analyze::AnalyzeOptions {
-            inputs,
-            out,
-            model,
-            detector,
-            jobs,
-            format,
-        })
-        .and_then(|results| {
+        Command::Demo(options) => demo::run(&options).map(|_| ()),
+        Command::Analyze(options) => analyze::run(&options).and_then(|results| {
             println!();
             println!("{}", analyze::table(&results));
             let failed = results
@@ -122,7 +55,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
         }),
-        Command::Bench { long, model } => bench::run(&bench::BenchOptions { long, model }),
+        Command::Bench(options) => bench::run(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
