@@ -220,21 +220,11 @@ pub fn crop_tensor(rgb: &[u8], w: u32, h: u32, spec: &affect_core::contract::Fac
     let mut out = vec![0.0; 3 * plane];
     for y in 0..oh {
         let sy = (y as f32 + 0.5) / oh as f32 * h as f32 - 0.5;
-        let y0 = sy.floor();
-        let fy = sy - y0;
-        let ya = (y0 as i64).clamp(0, h as i64 - 1) as usize;
-        let yb = (y0 as i64 + 1).clamp(0, h as i64 - 1) as usize;
         for x in 0..ow {
             let sx = (x as f32 + 0.5) / ow as f32 * w as f32 - 0.5;
-            let x0 = sx.floor();
-            let fx = sx - x0;
-            let xa = (x0 as i64).clamp(0, w as i64 - 1) as usize;
-            let xb = (x0 as i64 + 1).clamp(0, w as i64 - 1) as usize;
-            for c in 0..3 {
-                let p = |yy: usize, xx: usize| rgb[(yy * w as usize + xx) * 3 + c] as f32;
-                let top = p(ya, xa) * (1.0 - fx) + p(ya, xb) * fx;
-                let bottom = p(yb, xa) * (1.0 - fx) + p(yb, xb) * fx;
-                let value = ((top * (1.0 - fy) + bottom * fy) / 255.0).clamp(0.0, 1.0);
+            let pixel = crate::data::bilinear_rgb(rgb, w, h, sx, sy);
+            for (c, level) in pixel.iter().enumerate() {
+                let value = (level / 255.0).clamp(0.0, 1.0);
                 out[c * plane + y * ow + x] = (value - spec.mean[c]) / spec.std[c];
             }
         }

@@ -480,6 +480,25 @@ pub fn load_crop(path: &Path) -> Result<(Vec<u8>, u32, u32), DataError> {
     Ok((rgb.into_raw(), w, h))
 }
 
+/// The RGB value (0..=255 per channel) of a crop decoded by [`load_crop`] (`w`x`h`, RGB8) at
+/// the source position (`sx`, `sy`), pixel centres at whole numbers: bilinear, edges
+/// clamped. The training loader and the ONNX reference predictor resample crops with it.
+pub fn bilinear_rgb(rgb: &[u8], w: u32, h: u32, sx: f32, sy: f32) -> [f32; 3] {
+    let clamp = |v: i64, n: u32| v.clamp(0, n as i64 - 1) as usize;
+    let (x0, y0) = (sx.floor(), sy.floor());
+    let (fx, fy) = (sx - x0, sy - y0);
+    let (xa, xb) = (clamp(x0 as i64, w), clamp(x0 as i64 + 1, w));
+    let (ya, yb) = (clamp(y0 as i64, h), clamp(y0 as i64 + 1, h));
+    let mut out = [0.0; 3];
+    for (c, value) in out.iter_mut().enumerate() {
+        let p = |yy: usize, xx: usize| rgb[(yy * w as usize + xx) * 3 + c] as f32;
+        let top = p(ya, xa) * (1.0 - fx) + p(ya, xb) * fx;
+        let bottom = p(yb, xa) * (1.0 - fx) + p(yb, xb) * fx;
+        *value = top * (1.0 - fy) + bottom * fy;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,6 +549,21 @@ mod tests {
                 .to_string()
                 .contains("bad4.txt:2:")
         );
+    }
+
+    #[test]
+    fn bilinear_rgb_hits_pixels_blends_between_them_and_clamps_at_the_edges() {
+        // 2x2 image: (0,0) red, (1,0) green, (0,1) blue, (1,1) white.
+        let rgb = [255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255];
+        assert_eq!(bilinear_rgb(&rgb, 2, 2, 1.0, 0.0), [0.0, 255.0, 0.0]);
+        assert_eq!(bilinear_rgb(&rgb, 2, 2, 0.0, 1.0), [0.0, 0.0, 255.0]);
+        // Half way along the top row: the mean of red and green.
+        assert_eq!(bilinear_rgb(&rgb, 2, 2, 0.5, 0.0), [127.5, 127.5, 0.0]);
+        // The centre: the mean of all four.
+        assert_eq!(bilinear_rgb(&rgb, 2, 2, 0.5, 0.5), [127.5, 127.5, 127.5]);
+        // Outside the image: the nearest edge pixel.
+        assert_eq!(bilinear_rgb(&rgb, 2, 2, -3.0, -0.5), [255.0, 0.0, 0.0]);
+        assert_eq!(bilinear_rgb(&rgb, 2, 2, 5.0, 7.25), [255.0, 255.0, 255.0]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use affect_core::melspec::MelConfig;
 
 use super::config::AugmentConfig;
 use crate::data::audio::AudioFeatures;
-use crate::data::{AffWild2, DataError, Sample, Split, load_crop};
+use crate::data::{AffWild2, DataError, Sample, Split, bilinear_rgb, load_crop};
 use crate::rng::Rng;
 
 /// A decoded crop: packed RGB8, width, height.
@@ -181,25 +181,15 @@ fn render(rgb: &[u8], w: u32, h: u32, spec: &InputSpec, a: &Augment, out: &mut [
     for y in 0..s {
         let v = (y as f32 + 0.5) / s as f32;
         let sy = ((v - 0.5) * a.scale + 0.5 + a.dy) * hf - 0.5;
-        let y0 = sy.floor();
-        let fy = sy - y0;
-        let ya = (y0 as i64).clamp(0, h as i64 - 1) as usize;
-        let yb = (y0 as i64 + 1).clamp(0, h as i64 - 1) as usize;
         for x in 0..s {
             let mut u = (x as f32 + 0.5) / s as f32;
             if a.flip {
                 u = 1.0 - u;
             }
             let sx = ((u - 0.5) * a.scale + 0.5 + a.dx) * wf - 0.5;
-            let x0 = sx.floor();
-            let fx = sx - x0;
-            let xa = (x0 as i64).clamp(0, w as i64 - 1) as usize;
-            let xb = (x0 as i64 + 1).clamp(0, w as i64 - 1) as usize;
-            for c in 0..3 {
-                let p = |yy: usize, xx: usize| rgb[(yy * w as usize + xx) * 3 + c] as f32;
-                let top = p(ya, xa) * (1.0 - fx) + p(ya, xb) * fx;
-                let bottom = p(yb, xa) * (1.0 - fx) + p(yb, xb) * fx;
-                let value = (top * (1.0 - fy) + bottom * fy) / 255.0;
+            let pixel = bilinear_rgb(rgb, w, h, sx, sy);
+            for (c, level) in pixel.iter().enumerate() {
+                let value = level / 255.0;
                 let value =
                     (((value - 0.5) * a.contrast + 0.5 + a.brightness) * a.gain[c]).clamp(0.0, 1.0);
                 out[c * plane + y * s + x] = (value - spec.mean[c]) / spec.std[c];
