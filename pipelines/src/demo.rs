@@ -24,10 +24,13 @@ use crate::plot::{self, Series};
 use crate::progress;
 
 /// The scores the demo must reach with the default model (`SCORE_MINIMA[k].1` is the
-/// minimum of the score named `.0`). They are set a margin below what the default model
-/// scores on the demo's clip through the pipeline (Haar faces, box crops), so a change
-/// that breaks any stage of the analysis shows as a failed demo.
-pub const SCORE_MINIMA: [(&str, f64); 3] = [("P_VA", 0.30), ("P_EXPR", 0.20), ("P_AU", 0.20)];
+/// minimum of the score named `.0`). The default model scores P_VA 0.814, P_EXPR 0.563 and
+/// P_AU 0.371 on the demo's 10-second clip through the pipeline (Haar faces with estimated
+/// landmarks, the state carried along the track); the minima sit about 0.05 below, so a
+/// change that breaks any stage of the analysis shows as a failed demo. Macro F1 over 8
+/// expressions and 12 AUs is lower on one short clip than on the validation split (0.93 and
+/// 0.66) because the classes and AUs that never occur in it count as 0.
+pub const SCORE_MINIMA: [(&str, f64); 3] = [("P_VA", 0.75), ("P_EXPR", 0.50), ("P_AU", 0.32)];
 
 /// Frames of the clip that must have a face with results.
 pub const MIN_COVERAGE: f64 = 0.9;
