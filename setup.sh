@@ -145,4 +145,4 @@ fi
 
 step "Ready"
 echo "Main job:  target/release/affect demo"
-echo "Tests:     cargo test --workspace --release"
+echo "Tests:     the test command in README.md (it needs ./setup.sh --train for the training crate)"
