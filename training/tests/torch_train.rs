@@ -1,11 +1,14 @@
 //! Training end to end on a small synthetic world (CPU): the validation loss falls and the
-//! expression and AU loss terms beat uninformed guessing; resuming continues from `last/`;
-//! the trained checkpoint exports to a file that satisfies the contract. Also the errors of
-//! bad configurations and missing checkpoints.
+//! expression and AU loss terms beat the best guess that ignores the face (the label
+//! frequencies of the training split, computed here from the annotation files); resuming
+//! continues from `last/`; the trained checkpoint exports to a file that satisfies the
+//! contract. Also the errors of bad configurations and missing checkpoints.
 
 #![cfg(feature = "torch")]
 
 use std::path::Path;
+
+use affect_core::labels::EXPRESSION_LABELS;
 
 use affect_core::testutil::scratch_dir;
 use affect_train::synth::{self, SynthConfig};
@@ -49,17 +52,71 @@ progress = false
     )
 }
 
+/// Epochs of the whole run (the first run stops after 2, the resumed one goes on to this).
+const EPOCHS: usize = 20;
+
+/// Frame labels of one task and split: one line per frame after the header, `-1` (or a row
+/// holding one) unlabelled, as Aff-Wild2's annotation files.
+fn read_labels(root: &Path, task: &str, split: &str) -> Vec<Vec<i64>> {
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(root.join(task).join(split)).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines().skip(1) {
+            let row: Vec<i64> = line.split(',').map(|v| v.trim().parse().unwrap()).collect();
+            if !row.contains(&-1) {
+                rows.push(row);
+            }
+        }
+    }
+    assert!(!rows.is_empty(), "no labels in {task}/{split}");
+    rows
+}
+
+/// Validation cross-entropy (expressions) and mean binary cross-entropy (AUs) of predicting
+/// every frame with the training split's label frequencies.
+fn prior_losses(root: &Path) -> (f64, f64) {
+    let train = read_labels(root, "EXPR_Recognition_Challenge", "Train_Set");
+    let valid = read_labels(root, "EXPR_Recognition_Challenge", "Validation_Set");
+    let mut counts = vec![0usize; EXPRESSION_LABELS.len()];
+    for row in &train {
+        counts[row[0] as usize] += 1;
+    }
+    let expression = valid
+        .iter()
+        .map(|row| -((counts[row[0] as usize].max(1)) as f64 / train.len() as f64).ln())
+        .sum::<f64>()
+        / valid.len() as f64;
+
+    let train = read_labels(root, "AU_Detection_Challenge", "Train_Set");
+    let valid = read_labels(root, "AU_Detection_Challenge", "Validation_Set");
+    let n_aus = train[0].len();
+    let mut au = 0.0;
+    for k in 0..n_aus {
+        let p = train.iter().filter(|r| r[k] == 1).count() as f64 / train.len() as f64;
+        let p = p.clamp(1e-3, 1.0 - 1e-3);
+        let bce: f64 = valid
+            .iter()
+            .map(|r| if r[k] == 1 { -p.ln() } else { -(1.0 - p).ln() })
+            .sum();
+        au += bce / valid.len() as f64;
+    }
+    (expression, au / n_aus as f64)
+}
+
 #[test]
 fn short_run_learns_resumes_and_exports() {
     let dir = scratch_dir("train-learn");
     let root = dir.join("world");
     let cfg = SynthConfig {
         out: root.clone(),
-        // Seven training videos: with fewer, the tiny network overfits a handful of people
-        // within an epoch or two and the validation scores hover near chance.
-        videos: 10,
-        seconds: 6.0,
+        // Many people, briefly, at 10 frames/s: what a network learns to generalise from is
+        // the number of different faces and expression episodes, not the number of nearly
+        // identical consecutive frames. With ten longer videos (about ten people) the tiny
+        // network memorises its training faces and stays at the label prior on new ones.
+        videos: 80,
+        seconds: 3.0,
         seed: 5,
+        fps: 10,
         width: 320,
         height: 240,
         ..SynthConfig::default()
@@ -73,10 +130,10 @@ fn short_run_learns_resumes_and_exports() {
     let s = train(&first, false, None).unwrap();
     assert_eq!(s.epochs, 2);
     let untrained = s.first_val.clone().unwrap();
-    // ...and resumed to 6.
-    let resumed = TrainConfig::parse(&config_text(&root, &out, 6), &path).unwrap();
+    // ...and resumed to the end.
+    let resumed = TrainConfig::parse(&config_text(&root, &out, EPOCHS), &path).unwrap();
     let s = train(&resumed, true, None).unwrap();
-    assert_eq!(s.epochs, 6);
+    assert_eq!(s.epochs, EPOCHS);
     assert!(
         s.first_val.is_none(),
         "a resumed run restarted from scratch"
@@ -87,10 +144,10 @@ fn short_run_learns_resumes_and_exports() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let epochs: Vec<u64> = log.iter().map(|l| l["epoch"].as_u64().unwrap()).collect();
-    assert_eq!(epochs, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(epochs, (1..=EPOCHS as u64).collect::<Vec<_>>());
 
-    // Validation on people never seen in training, a few seconds of video: judge the best
-    // epoch, as the best checkpoint does.
+    // Validation on people never seen in training: judge the best epoch, as the best
+    // checkpoint does.
     let val = |l: &serde_json::Value, key: &str| l["val"][key].as_f64().unwrap();
     let best_loss = log
         .iter()
@@ -113,31 +170,42 @@ fn short_run_learns_resumes_and_exports() {
         val(best, "p_au"),
     );
     assert!(
-        best_loss < 0.8 * untrained.loss,
+        best_loss < 0.7 * untrained.loss,
         "validation loss {:.3} -> {best_loss:.3}",
         untrained.loss
     );
-    // Chance, in closed form: an uninformed expression guess (uniform over 8 classes) has
-    // cross-entropy ln 8 and an uninformed AU guess (p = 0.5) has binary cross-entropy ln 2.
-    // The trained network must beat both clearly on people it never saw. (Its thresholded
-    // F1 scores and CCC are printed above but not asserted: a network this small, trained
-    // for six short epochs with worker threads, lands anywhere from 0.1 to 0.4 P_VA.)
+    // The face-blind baseline: predict every validation frame with the training split's label
+    // frequencies. Its cross-entropy is what a network that learned only the priors scores
+    // (well below the ln 8 of a uniform guess, since most frames are Neutral). The trained
+    // network must beat it on people it never saw. On this world, four training seeds landed
+    // at 0.70-0.82 of it for expressions and 0.78-0.86 for AUs (three other worlds: up to
+    // 0.91 and 0.95); the spread is the chaos of a short run, which differs between CPUs.
+    let (expr_prior, au_prior) = prior_losses(&root);
     let lowest = |key: &str| {
         log.iter()
             .map(|l| val(l, key))
             .fold(f64::INFINITY, f64::min)
     };
     let (expression, au) = (lowest("expression"), lowest("au"));
-    assert!(
-        expression < 0.85 * 8f64.ln(),
-        "validation expression loss {expression:.3}, chance {:.3}",
-        8f64.ln()
+    eprintln!(
+        "expression loss {expression:.3} vs prior {expr_prior:.3} ({:.2}); AU loss {au:.3} vs prior {au_prior:.3} ({:.2})",
+        expression / expr_prior,
+        au / au_prior
     );
     assert!(
-        au < 0.8 * 2f64.ln(),
-        "validation AU loss {au:.3}, chance {:.3}",
-        2f64.ln()
+        expression < 0.92 * expr_prior,
+        "validation expression loss {expression:.3}, label prior {expr_prior:.3}"
     );
+    assert!(
+        au < 0.95 * au_prior,
+        "validation AU loss {au:.3}, label prior {au_prior:.3}"
+    );
+    // Valence and arousal: a prior-only prediction (a constant) has CCC 0.
+    let p_va = log
+        .iter()
+        .map(|l| val(l, "p_va"))
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert!(p_va > 0.25, "validation P_VA {p_va:.3}");
     assert!((s.best_score - val(best, "score")).abs() < 1e-9);
 
     // The best checkpoint exports to a contract model.
