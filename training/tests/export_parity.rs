@@ -415,6 +415,15 @@ fn audio_visual_gru_arcface_matches_libtorch_over_steps() {
 }
 
 #[test]
+fn audio_visual_gru_with_frame_skip_matches_libtorch_over_steps() {
+    let mut cfg = tiny(BackboneKind::Mobilefacenet, 16);
+    cfg.audio = true;
+    cfg.temporal = true;
+    cfg.frame_skip = true;
+    parity("av-gru-skip", &cfg);
+}
+
+#[test]
 fn cnn_rnn_resnet18_matches_libtorch_over_steps() {
     let mut cfg = tiny(BackboneKind::Resnet18, 8);
     cfg.temporal = true;
@@ -450,6 +459,62 @@ fn fp16_export_keeps_f32_io_and_close_outputs() {
                 .fold(0f32, f32::max);
             // Half precision keeps about three decimal digits.
             assert!(worst < 3e-2, "fp16 step {k} {name}: off by {worst}");
+        }
+    }
+}
+
+/// Training runs whole clips (`forward_clips`), export and pipelines one step at a time: both
+/// must give the same heads, with and without the frame skip.
+#[test]
+fn clip_forward_equals_stepping() {
+    for skip in [false, true] {
+        let mut cfg = tiny(BackboneKind::Mobilefacenet, 16);
+        cfg.audio = true;
+        cfg.temporal = true;
+        cfg.frame_skip = skip;
+        let (_vs, net) = build(&cfg, 5);
+        let (batch, len, s) = (2i64, 3i64, cfg.input_size);
+        let face = Tensor::randn([batch * len, 3, s, s], (Kind::Float, Device::Cpu));
+        let audio = Tensor::randn(
+            [batch * len, 1, cfg.audio_frames, N_MELS],
+            (Kind::Float, Device::Cpu),
+        );
+        let clips = tch::no_grad(|| net.forward_clips(&face, Some(&audio), batch, len, false));
+        // Row b * len + t of the clip batch is frame t of track b.
+        let rows = |t: i64| Tensor::from_slice(&[t, len + t]);
+        let mut state: Option<Tensor> = None;
+        for t in 0..len {
+            let (h, next) = tch::no_grad(|| {
+                net.step(
+                    &face.index_select(0, &rows(t)),
+                    Some(&audio.index_select(0, &rows(t))),
+                    state.as_ref(),
+                    false,
+                )
+            });
+            state = next;
+            for (name, clip, step) in [
+                ("va", &clips.va, &h.va),
+                ("au", &clips.au_logits, &h.au_logits),
+                ("embedding", &clips.embedding, &h.embedding),
+            ] {
+                let want = host(&clip.index_select(0, &rows(t)));
+                let got = host(step);
+                assert_eq!(want.len(), got.len());
+                // Relative to the largest value: random batch-norm statistics make the
+                // embeddings large, and the frame skip passes them to the heads unscaled.
+                let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+                let worst = want
+                    .iter()
+                    .zip(&got)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max)
+                    / scale;
+                assert!(
+                    worst < 1e-5,
+                    "skip {skip}, frame {t}, {name}: off by {worst}"
+                );
+            }
         }
     }
 }

@@ -117,6 +117,9 @@ pub fn describe(net: &AffectNet) -> String {
     }
     if c.temporal {
         s.push_str(&format!("+gru{}", c.state_size));
+        if c.frame_skip {
+            s.push_str("+skip");
+        }
     }
     if c.expression_head == crate::model::ExpressionHead::Arcface {
         s.push_str(&format!(

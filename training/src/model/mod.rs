@@ -117,6 +117,11 @@ pub struct NetworkConfig {
     pub temporal: bool,
     #[serde(default = "default_state_size")]
     pub state_size: i64,
+    /// Temporal networks: the heads read the frame's embedding beside the GRU state
+    /// (concatenated), so what a single frame shows (AUs above all) does not have to pass
+    /// through a state that drifts over tracks much longer than the training clips.
+    #[serde(default)]
+    pub frame_skip: bool,
     #[serde(default = "default_expression_head")]
     pub expression_head: ExpressionHead,
     #[serde(default = "default_arcface_scale")]
@@ -143,6 +148,7 @@ impl NetworkConfig {
             audio_embedding: default_audio_embedding(),
             temporal: false,
             state_size: default_state_size(),
+            frame_skip: false,
             expression_head: default_expression_head(),
             arcface_scale: default_arcface_scale(),
             arcface_margin: default_arcface_margin(),
@@ -286,7 +292,9 @@ impl AffectNet {
 
     /// Width of the features the heads read.
     pub fn feature_size(config: &NetworkConfig) -> i64 {
-        if config.temporal {
+        if config.temporal && config.frame_skip {
+            config.embedding + config.state_size
+        } else if config.temporal {
             config.state_size
         } else {
             config.embedding
@@ -302,6 +310,16 @@ impl AffectNet {
                 fusion.forward(&Tensor::cat(&[f, a], 1)).relu()
             }
             _ => f,
+        }
+    }
+
+    /// What the heads of a temporal network read: the GRU state `h`, after the frame
+    /// embedding `e` with `frame_skip`.
+    fn head_input(&self, e: &Tensor, h: &Tensor) -> Tensor {
+        if self.config.frame_skip {
+            Tensor::cat(&[e, h], 1)
+        } else {
+            h.shallow_clone()
         }
     }
 
@@ -342,7 +360,7 @@ impl AffectNet {
                     None => Tensor::zeros([e.size()[0], gru.size], (e.kind(), e.device())),
                 };
                 let h = gru.step(&e, &h0);
-                (self.heads(h.shallow_clone()), Some(h))
+                (self.heads(self.head_input(&e, &h)), Some(h))
             }
             None => (self.heads(e), None),
         }
@@ -386,7 +404,8 @@ impl AffectNet {
                     h = gru.step(&e.select(1, t), &h);
                     states.push(h.shallow_clone());
                 }
-                let heads = self.heads(Tensor::stack(&states, 1).view([batch * len, -1]));
+                let states = Tensor::stack(&states, 1).view([batch * len, -1]);
+                let heads = self.heads(self.head_input(&e.view([batch * len, -1]), &states));
                 (heads, Some(h))
             }
             None => (self.heads(e), None),
@@ -416,8 +435,13 @@ impl AffectNet {
             e = g.unary("Relu", &fused);
         }
         if let (Some(gru), Some(h)) = (&self.gru, &state) {
-            e = gru.export(g, &e, h)?;
-            g.output(&e, io::STATE_OUT, &[None, Some(c.state_size)]);
+            let next = gru.export(g, &e, h)?;
+            g.output(&next, io::STATE_OUT, &[None, Some(c.state_size)]);
+            e = if c.frame_skip {
+                g.op("Concat", &[&e, &next], vec![("axis", Attr::Int(1))])
+            } else {
+                next
+            };
         }
         let d = Self::feature_size(c);
         let va = self.va.export(g, &e)?;
