@@ -2,10 +2,24 @@
 //! loss, backward, update) on synthetic tensors, on the CPU (and CUDA when libtorch sees it),
 //! with the ratio to ResNet-18 measured in the same run.
 //!
+//! Then the data loader: the default model's network (`training/configs/default.toml`)
+//! trained on real JPEG crops of a generated world through the loader's worker threads
+//! (first pass: decoding the JPEGs; second pass: crops cached in memory, as from the second
+//! epoch on), against the same steps on synthetic tensors of the same shapes in the same run.
+//! A ratio near 1 means the loader keeps the network busy.
+//!
 //! `AFFECT_BENCH_SIZE` (default 112), `AFFECT_BENCH_BATCH` (default 32) and
-//! `AFFECT_BENCH_STEPS` (default 5) change the workload.
+//! `AFFECT_BENCH_STEPS` (default 5) change the per-backbone workload;
+//! `AFFECT_BENCH_LOADER=0` skips the loader part.
 
+use std::path::Path;
 use std::time::Instant;
+
+use affect_train::data::{AffWild2, Split};
+use affect_train::synth::{self, SynthConfig};
+use affect_train::train::config::TrainConfig;
+use affect_train::train::loader::{ClipSet, for_each_batch};
+use affect_train::train::{batch_tensors, input_spec};
 
 use affect_train::loss::{LossWeights, Targets, multitask_loss};
 use affect_train::model::{AffectNet, BackboneKind, NetworkConfig};
@@ -20,12 +34,24 @@ fn env_or(name: &str, default: i64) -> i64 {
         .unwrap_or(default)
 }
 
+/// Images/s of training steps on random tensors: `batch` clips of `len` frames.
 fn images_per_s(cfg: &NetworkConfig, batch: i64, steps: usize, device: Device) -> f64 {
+    clip_images_per_s(cfg, 1, batch, steps, device)
+}
+
+fn clip_images_per_s(
+    cfg: &NetworkConfig,
+    len: i64,
+    clips: i64,
+    steps: usize,
+    device: Device,
+) -> f64 {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let net = AffectNet::new(&vs.root(), cfg);
     let mut opt = AdamW::new(&vs, &OptimizerConfig::default());
     let s = cfg.input_size;
+    let batch = clips * len;
     let face = Tensor::randn([batch, 3, s, s], (Kind::Float, device));
     let audio = cfg
         .audio
@@ -38,7 +64,7 @@ fn images_per_s(cfg: &NetworkConfig, batch: i64, steps: usize, device: Device) -
     let weights = LossWeights::default();
     let mut step = || {
         let out = tch::autocast(device.is_cuda(), || {
-            net.forward_clips(&face, audio.as_ref(), batch, 1, true)
+            net.forward_clips(&face, audio.as_ref(), clips, len, true)
         });
         let l = multitask_loss(&out, &targets, &weights, None);
         opt.zero_grad();
@@ -57,6 +83,110 @@ fn images_per_s(cfg: &NetworkConfig, batch: i64, steps: usize, device: Device) -
         tch::Cuda::synchronize(0);
     }
     (batch as usize * steps) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Images/s of training `cfg`'s network over `set` through the loader, one pass; also the
+/// number of steps taken.
+fn loader_images_per_s(cfg: &TrainConfig, set: &ClipSet, device: Device) -> (f64, usize) {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let net = AffectNet::new(&vs.root(), &cfg.network);
+    let mut opt = AdamW::new(&vs, &cfg.optimizer);
+    let spec = input_spec(&net);
+    let order: Vec<usize> = (0..set.clips.len()).collect();
+    let batch = cfg.train.batch_size;
+    let order = &order[..order.len() / batch * batch];
+    let (mut images, mut steps) = (0usize, 0usize);
+    let t = Instant::now();
+    for_each_batch::<affect_train::data::DataError>(
+        set,
+        order,
+        batch,
+        &spec,
+        Some((&cfg.augment, 1)),
+        cfg.data.workers,
+        |b| {
+            let bt = batch_tensors(&b, spec.size, spec.audio_frames, device);
+            let out = net.forward_clips(
+                &bt.face,
+                bt.audio.as_ref(),
+                b.clips as i64,
+                b.len as i64,
+                true,
+            );
+            let l = multitask_loss(&out, &bt.targets, &cfg.loss, None);
+            opt.zero_grad();
+            l.total.backward();
+            opt.step(1e-4);
+            images += b.clips * b.len;
+            steps += 1;
+            Ok(())
+        },
+    )
+    .expect("loader pass");
+    if device.is_cuda() {
+        tch::Cuda::synchronize(0);
+    }
+    (images as f64 / t.elapsed().as_secs_f64(), steps)
+}
+
+fn loader_bench() {
+    let root_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config_path = root_dir.join("configs/default.toml");
+    let text = std::fs::read_to_string(&config_path).expect("default config");
+    let mut cfg = TrainConfig::parse(&text, &config_path).expect("default config parses");
+    let world = std::env::temp_dir().join(format!("affect-bench-loader-{}", std::process::id()));
+    let t = Instant::now();
+    synth::generate(&SynthConfig {
+        out: world.clone(),
+        videos: 5,
+        seconds: 8.0,
+        seed: 3,
+        width: 320,
+        height: 240,
+        ..SynthConfig::default()
+    })
+    .expect("synthetic world");
+    cfg.data.root = world.clone();
+    let data = AffWild2::open(&world).expect("world opens");
+    let set = ClipSet::open(
+        &data,
+        Split::Train,
+        cfg.data.clip_len,
+        cfg.network.audio,
+        None,
+    )
+    .expect("train split");
+    println!(
+        "data loader: default network ({} {}px, clips of {} frames, batch {} clips, {} workers), {} clips of JPEG crops ({:.1} s to generate)",
+        cfg.network.backbone.as_str(),
+        cfg.network.input_size,
+        cfg.data.clip_len,
+        cfg.train.batch_size,
+        cfg.data.workers,
+        set.clips.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let device = Device::Cpu;
+    let (cold, steps) = loader_images_per_s(&cfg, &set, device);
+    let (warm, _) = loader_images_per_s(&cfg, &set, device);
+    let tensors = clip_images_per_s(
+        &cfg.network,
+        cfg.data.clip_len as i64,
+        cfg.train.batch_size as i64,
+        steps,
+        device,
+    );
+    println!("  synthetic tensors          {tensors:>9.1} images/s   1.00x (baseline, same steps)");
+    println!(
+        "  loader, decoding JPEGs     {cold:>9.1} images/s   {:>5.2}x",
+        cold / tensors
+    );
+    println!(
+        "  loader, crops in memory    {warm:>9.1} images/s   {:>5.2}x",
+        warm / tensors
+    );
+    let _ = std::fs::remove_dir_all(&world);
 }
 
 fn main() {
@@ -93,5 +223,8 @@ fn main() {
                 ips / base
             );
         }
+    }
+    if env_or("AFFECT_BENCH_LOADER", 1) != 0 {
+        loader_bench();
     }
 }
