@@ -8,9 +8,13 @@
 //! epoch on), against the same steps on synthetic tensors of the same shapes in the same run.
 //! A ratio near 1 means the loader keeps the network busy.
 //!
+//! On the CPU, ResNet-18 is also trained by PyTorch eager (Python, `pytorch_resnet18.py`:
+//! the same network, loss, optimiser, batch and thread count), alternating with this crate
+//! twice, best of each.
+//!
 //! `AFFECT_BENCH_SIZE` (default 112), `AFFECT_BENCH_BATCH` (default 32) and
 //! `AFFECT_BENCH_STEPS` (default 5) change the per-backbone workload;
-//! `AFFECT_BENCH_LOADER=0` skips the loader part.
+//! `AFFECT_BENCH_LOADER=0` skips the loader part, `AFFECT_BENCH_PYTORCH=0` the PyTorch one.
 
 use std::path::Path;
 use std::time::Instant;
@@ -189,6 +193,49 @@ fn loader_bench() {
     let _ = std::fs::remove_dir_all(&world);
 }
 
+/// ResNet-18 training images/s of this crate and of PyTorch eager on the CPU, best of two
+/// alternating runs each.
+fn pytorch_comparison(size: i64, batch: i64, steps: usize) {
+    let script = include_str!("pytorch_resnet18.py");
+    let mut cfg = NetworkConfig::new(BackboneKind::Resnet18);
+    cfg.input_size = size;
+    let threads = tch::get_num_threads().to_string();
+    let args = [
+        size.to_string(),
+        batch.to_string(),
+        steps.to_string(),
+        threads,
+        cfg.width().to_string(),
+        cfg.embedding.to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut ours, mut theirs) = (0f64, 0f64);
+    for _ in 0..2 {
+        ours = ours.max(images_per_s(&cfg, batch, steps, Device::Cpu));
+        let out = affect_core::testutil::run_python(script, &args);
+        let ips: f64 = out
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("PyTorch printed {out:?}"));
+        theirs = theirs.max(ips);
+    }
+    println!(
+        "resnet18 training against PyTorch {} eager on the CPU, same network, loss, AdamW, batch {batch}, {size}x{size}:",
+        torch_version()
+    );
+    println!("  PyTorch eager              {theirs:>9.1} images/s   1.00x (baseline)");
+    println!(
+        "  affect-train (tch)         {ours:>9.1} images/s   {:>5.2}x",
+        ours / theirs
+    );
+}
+
+fn torch_version() -> String {
+    affect_core::testutil::run_python("import torch; print(torch.__version__)", &[])
+        .trim()
+        .to_string()
+}
+
 fn main() {
     let size = env_or("AFFECT_BENCH_SIZE", 112);
     let batch = env_or("AFFECT_BENCH_BATCH", 32);
@@ -223,6 +270,9 @@ fn main() {
                 ips / base
             );
         }
+    }
+    if env_or("AFFECT_BENCH_PYTORCH", 1) != 0 {
+        pytorch_comparison(size, batch, steps);
     }
     if env_or("AFFECT_BENCH_LOADER", 1) != 0 {
         loader_bench();
