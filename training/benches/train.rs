@@ -23,7 +23,7 @@ use affect_train::data::{AffWild2, Split};
 use affect_train::synth::{self, SynthConfig};
 use affect_train::train::config::TrainConfig;
 use affect_train::train::loader::{ClipSet, for_each_batch};
-use affect_train::train::{batch_tensors, input_spec};
+use affect_train::train::{batch_tensors, input_spec, train_step};
 
 use affect_train::loss::{LossWeights, Targets, multitask_loss};
 use affect_train::model::{AffectNet, BackboneKind, NetworkConfig};
@@ -111,17 +111,7 @@ fn loader_images_per_s(cfg: &TrainConfig, set: &ClipSet, device: Device) -> (f64
         cfg.data.workers,
         |b| {
             let bt = batch_tensors(&b, spec.size, spec.audio_frames, device);
-            let out = net.forward_clips(
-                &bt.face,
-                bt.audio.as_ref(),
-                b.clips as i64,
-                b.len as i64,
-                true,
-            );
-            let l = multitask_loss(&out, &bt.targets, &cfg.loss, None);
-            opt.zero_grad();
-            l.total.backward();
-            opt.step(1e-4);
+            train_step(&net, &mut opt, &bt, &b, &cfg.loss, None, false, 1e-4);
             images += b.clips * b.len;
             steps += 1;
             Ok(())

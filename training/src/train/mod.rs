@@ -228,6 +228,35 @@ pub fn batch_tensors(
     }
 }
 
+/// One optimisation step on a batch of clips: forward (autocast when `amp`), the masked
+/// multi-task loss, backward, AdamW at learning rate `lr`. Returns the loss terms.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    net: &AffectNet,
+    opt: &mut AdamW,
+    t: &BatchTensors,
+    b: &Batch,
+    weights: &LossWeights,
+    arcface: Option<(f64, f64)>,
+    amp: bool,
+    lr: f64,
+) -> crate::loss::LossTerms {
+    let outputs = tch::autocast(amp, || {
+        net.forward_clips(
+            &t.face,
+            t.audio.as_ref(),
+            b.clips as i64,
+            b.len as i64,
+            true,
+        )
+    });
+    let l = multitask_loss(&outputs, &t.targets, weights, arcface);
+    opt.zero_grad();
+    l.total.backward();
+    opt.step(lr);
+    l
+}
+
 pub fn input_spec(net: &AffectNet) -> InputSpec {
     let c = &net.config;
     InputSpec {
@@ -547,20 +576,8 @@ pub fn train(
             cfg.data.workers,
             |b| {
                 let t = batch_tensors(&b, spec.size, spec.audio_frames, device);
-                let outputs = tch::autocast(amp, || {
-                    net.forward_clips(
-                        &t.face,
-                        t.audio.as_ref(),
-                        b.clips as i64,
-                        b.len as i64,
-                        true,
-                    )
-                });
-                let l = multitask_loss(&outputs, &t.targets, &cfg.loss, arc);
-                opt.zero_grad();
-                l.total.backward();
                 lr = learning_rate(&cfg.optimizer, opt.step, total_steps);
-                opt.step(lr);
+                let l = train_step(&net, &mut opt, &t, &b, &cfg.loss, arc, amp, lr);
                 let values = [&l.total, &l.va_ccc, &l.va_mse, &l.au, &l.expression]
                     .map(|v| v.double_value(&[]));
                 if !values[0].is_finite() {
