@@ -177,8 +177,8 @@ fn short_run_learns_resumes_and_exports() {
     // The face-blind baseline: predict every validation frame with the training split's label
     // frequencies. Its cross-entropy is what a network that learned only the priors scores
     // (well below the ln 8 of a uniform guess, since most frames are Neutral). The trained
-    // network must beat it on people it never saw. On this world, four training seeds landed
-    // at 0.70-0.82 of it for expressions and 0.78-0.86 for AUs (three other worlds: up to
+    // network must beat it on people it never saw. On this world, six training seeds landed
+    // at 0.70-0.86 of it for expressions and 0.78-0.88 for AUs (three other worlds: up to
     // 0.91 and 0.95); the spread is the chaos of a short run, which differs between CPUs.
     let (expr_prior, au_prior) = prior_losses(&root);
     let lowest = |key: &str| {
