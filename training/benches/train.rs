@@ -128,7 +128,7 @@ fn loader_bench() {
     let root_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config_path = root_dir.join("configs/default.toml");
     let text = std::fs::read_to_string(&config_path).expect("default config");
-    let mut cfg = TrainConfig::parse(&text, &config_path).expect("default config parses");
+    let cfg = TrainConfig::parse(&text, &config_path).expect("default config parses");
     let world = std::env::temp_dir().join(format!("affect-bench-loader-{}", std::process::id()));
     let t = Instant::now();
     synth::generate(&SynthConfig {
@@ -141,7 +141,6 @@ fn loader_bench() {
         ..SynthConfig::default()
     })
     .expect("synthetic world");
-    cfg.data.root = world.clone();
     let data = AffWild2::open(&world).expect("world opens");
     let set = ClipSet::open(
         &data,

@@ -239,6 +239,10 @@ fn bad_configs_name_the_key() {
         ),
         (good.replace("[data]\nroot = \"/data\"", "[data]"), "root"),
         (good.replace("seed = 3", "seed = \"three\""), "seed"),
+        (
+            good.replace("temporal = true", "temporal = false\nframe_skip = true"),
+            "network.frame_skip",
+        ),
     ];
     for (text, needle) in cases {
         let err = TrainConfig::parse(&text, path).unwrap_err().to_string();

@@ -193,6 +193,13 @@ impl NetworkConfig {
                 self.audio_frames
             ));
         }
+        if self.frame_skip && !self.temporal {
+            return Err(
+                "network.frame_skip = true needs network.temporal = true (it feeds the frame \
+                 embedding to the heads beside the GRU state)"
+                    .into(),
+            );
+        }
         if self.arcface_scale.is_nan() || self.arcface_scale <= 0.0 {
             return Err(format!(
                 "network.arcface_scale = {} must be > 0",
