@@ -37,6 +37,22 @@ pub mod io {
 }
 
 /// `metadata_props` keys.
+/// The largest sizes a model file may declare. Face models are trained on crops of 48 to 512
+/// pixels and audio windows of a few seconds; a file that claims more (say a 100000 x 100000
+/// face) is broken, and taking it at its word would allocate gigabytes per face.
+pub mod limits {
+    /// Height or width of the face crop, in pixels.
+    pub const FACE_SIDE: usize = 2048;
+    /// Spectrogram frames of the audio window (a minute at a 10 ms hop).
+    pub const AUDIO_FRAMES: usize = 6000;
+    /// FFT size, window and hop, in samples.
+    pub const AUDIO_SAMPLES: usize = 1 << 16;
+    /// Mel bands.
+    pub const N_MELS: usize = 1024;
+    /// Recurrent state values per face.
+    pub const STATE_SIZE: usize = 1 << 16;
+}
+
 pub mod keys {
     /// Contract version, e.g. `1`. Required.
     pub const CONTRACT: &str = "affect.contract";
@@ -349,6 +365,20 @@ impl Meta<'_> {
         Ok(v)
     }
 
+    /// A positive size no larger than `max`: a file that claims more is broken or hostile,
+    /// and would make every user allocate for it.
+    fn bounded(&self, key: &'static str, max: usize) -> Result<usize, ContractError> {
+        let v = self.positive(key)?;
+        if v > max {
+            return Err(ContractError::BadValue {
+                key,
+                value: v.to_string(),
+                reason: format!("must be at most {max}"),
+            });
+        }
+        Ok(v)
+    }
+
     fn triple(&self, key: &'static str, positive: bool) -> Result<[f32; 3], ContractError> {
         let v = self.required(key)?;
         let bad = |reason: &str| ContractError::BadValue {
@@ -425,8 +455,8 @@ impl ModelContract {
             });
         }
         let face = FaceSpec {
-            height: m.positive(keys::FACE_HEIGHT)? as u32,
-            width: m.positive(keys::FACE_WIDTH)? as u32,
+            height: m.bounded(keys::FACE_HEIGHT, limits::FACE_SIDE)? as u32,
+            width: m.bounded(keys::FACE_WIDTH, limits::FACE_SIDE)? as u32,
             mean: m.triple(keys::FACE_MEAN, false)?,
             std: m.triple(keys::FACE_STD, true)?,
             alignment,
@@ -437,10 +467,10 @@ impl ModelContract {
             let defaults = MelConfig::default();
             let mel = MelConfig {
                 sample_rate: m.positive(keys::AUDIO_SAMPLE_RATE)? as u32,
-                n_fft: m.positive(keys::AUDIO_N_FFT)?,
-                win_length: m.positive(keys::AUDIO_WIN)?,
-                hop_length: m.positive(keys::AUDIO_HOP)?,
-                n_mels: m.positive(keys::AUDIO_N_MELS)?,
+                n_fft: m.bounded(keys::AUDIO_N_FFT, limits::AUDIO_SAMPLES)?,
+                win_length: m.bounded(keys::AUDIO_WIN, limits::AUDIO_SAMPLES)?,
+                hop_length: m.bounded(keys::AUDIO_HOP, limits::AUDIO_SAMPLES)?,
+                n_mels: m.bounded(keys::AUDIO_N_MELS, limits::N_MELS)?,
                 f_min: m
                     .optional_parse(keys::AUDIO_F_MIN)?
                     .unwrap_or(defaults.f_min),
@@ -468,14 +498,14 @@ impl ModelContract {
             })?;
             Some(AudioSpec {
                 mel,
-                frames: m.positive(keys::AUDIO_FRAMES)?,
+                frames: m.bounded(keys::AUDIO_FRAMES, limits::AUDIO_FRAMES)?,
             })
         } else {
             None
         };
 
         let state_size = if has_state {
-            Some(m.positive(keys::STATE_SIZE)?)
+            Some(m.bounded(keys::STATE_SIZE, limits::STATE_SIZE)?)
         } else {
             None
         };
@@ -806,6 +836,35 @@ mod tests {
                 .to_string();
             assert!(err.contains(needle), "{key}={value}: {err}");
         }
+    }
+
+    /// Sizes beyond what any model needs are refused naming the key, before anything is
+    /// allocated for them.
+    #[test]
+    fn absurd_sizes_are_refused_naming_the_key() {
+        let cases = [
+            (keys::FACE_WIDTH, "100000"),
+            (keys::FACE_HEIGHT, "100000"),
+            (keys::AUDIO_FRAMES, "99999999"),
+            (keys::AUDIO_N_MELS, "5000"),
+            (keys::AUDIO_HOP, "1000000"),
+            (keys::STATE_SIZE, "100000000"),
+        ];
+        for (key, value) in cases {
+            let mut m = full_metadata();
+            m.insert(key.to_string(), value.to_string());
+            let err = ModelContract::from_metadata(&m, true, true)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(key) && err.contains("at most"),
+                "{key}={value}: {err}"
+            );
+        }
+        // The largest sizes allowed still load.
+        let mut m = full_metadata();
+        m.insert(keys::FACE_WIDTH.into(), limits::FACE_SIDE.to_string());
+        ModelContract::from_metadata(&m, true, true).unwrap();
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod infer;
 pub use infer::bench;
 pub mod meta;
 mod overlay;
+mod properties;
 pub mod session;
 mod sink;
 mod spectro;

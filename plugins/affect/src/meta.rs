@@ -80,7 +80,13 @@ impl Face {
         }
         let (x, y, w, h) = meta.rect();
         let mut face = Face {
-            bbox: [x as f32, y as f32, (x + w) as f32, (y + h) as f32],
+            // In u64: a box wrapped to 2^32 must not wrap again (or panic) here.
+            bbox: [
+                x as f32,
+                y as f32,
+                (x as u64 + w as u64) as f32,
+                (y as u64 + h as u64) as f32,
+            ],
             track_id: meta.id().max(0) as u64,
             score: 1.0,
             landmarks: None,

@@ -179,6 +179,18 @@ pub struct FaceResult {
     pub expression: Vec<f32>,
 }
 
+impl FaceResult {
+    /// Whether every output is a number: a model fed something it never saw (or a broken
+    /// one) can answer NaN, which must not pass for a result.
+    pub fn is_finite(&self) -> bool {
+        self.valence_arousal
+            .iter()
+            .chain(&self.au)
+            .chain(&self.expression)
+            .all(|v| v.is_finite())
+    }
+}
+
 type Reply = std::sync::mpsc::Receiver<Result<Vec<FaceResult>, String>>;
 
 enum Message {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::init;
+use common::{build_model, init};
 use std::path::{Path, PathBuf};
 
 use affect_core::testutil::{read_f32, run_python, scratch_dir};
@@ -12,92 +12,6 @@ use gst::prelude::*;
 use gst_check::Harness;
 use gst_video::VideoRegionOfInterestMeta;
 use gstaffect::meta::Face;
-
-/// Builds a small model of the contract with the `onnx` package. The graph is a real
-/// multi-task network (pooled face colours and audio through linear layers, tanh / sigmoid /
-/// softmax heads, a recurrent state), with fixed random weights.
-const MODEL_BUILDER: &str = r#"
-import sys, json, numpy as np, onnx
-from onnx import helper, numpy_helper, TensorProto
-out = sys.argv[1]
-opt = json.loads(sys.argv[2])
-size, frames, state = opt['size'], opt.get('audio_frames', 0), opt.get('state', 0)
-breaks = opt.get('break', '')
-rng = np.random.default_rng(opt.get('seed', 1))
-K = 16
-nodes, inits = [], []
-def w(name, shape, scale=1.0):
-    inits.append(numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name))
-    return name
-inputs = [helper.make_tensor_value_info('face', TensorProto.FLOAT, ['N', 3, size, size])]
-nodes.append(helper.make_node('ReduceMean', ['face'], ['pooled'], axes=[2, 3], keepdims=0))
-nodes.append(helper.make_node('MatMul', ['pooled', w('w_face', [3, K])], ['h_face']))
-h = 'h_face'
-if frames:
-    inputs.append(helper.make_tensor_value_info('audio', TensorProto.FLOAT, ['N', 1, frames, 64]))
-    nodes.append(helper.make_node('ReduceMean', ['audio'], ['a_slots'], axes=[1, 3], keepdims=0))
-    nodes.append(helper.make_node('MatMul', ['a_slots', w('w_audio', [frames, K], 0.05)], ['h_audio']))
-    nodes.append(helper.make_node('Add', [h, 'h_audio'], ['h_av']))
-    h = 'h_av'
-if state:
-    inputs.append(helper.make_tensor_value_info('state_in', TensorProto.FLOAT, ['N', state]))
-    nodes.append(helper.make_node('MatMul', ['state_in', w('w_state', [state, K])], ['h_state']))
-    nodes.append(helper.make_node('Add', [h, 'h_state'], ['h_rec']))
-    h = 'h_rec'
-nodes.append(helper.make_node('Tanh', [h], ['hidden']))
-outputs = []
-if opt.get('va_from_audio_slots'):
-    # valence = tanh(0.05 x mean of the last audio slot), arousal = the same of the first.
-    inits.append(numpy_helper.from_array(np.array([frames - 1, 0], np.int64), 'slot_idx'))
-    inits.append(numpy_helper.from_array(np.array(0.05, np.float32), 'slot_scale'))
-    nodes.append(helper.make_node('Gather', ['a_slots', 'slot_idx'], ['va_slots'], axis=1))
-    nodes.append(helper.make_node('Mul', ['va_slots', 'slot_scale'], ['va_scaled']))
-    nodes.append(helper.make_node('Tanh', ['va_scaled'], ['valence_arousal']))
-else:
-    nodes.append(helper.make_node('MatMul', ['hidden', w('w_va', [K, 2])], ['va_logits']))
-    nodes.append(helper.make_node('Tanh', ['va_logits'], ['valence_arousal']))
-n_au = 10 if breaks == 'au_width' else 12
-nodes.append(helper.make_node('MatMul', ['hidden', w('w_au', [K, n_au])], ['au_logits']))
-nodes.append(helper.make_node('Sigmoid', ['au_logits'], ['au']))
-nodes.append(helper.make_node('MatMul', ['hidden', w('w_expr', [K, 8])], ['expr_logits']))
-nodes.append(helper.make_node('Softmax', ['expr_logits'], ['expression'], axis=1))
-outputs += [helper.make_tensor_value_info('valence_arousal', TensorProto.FLOAT, ['N', 2]),
-            helper.make_tensor_value_info('au', TensorProto.FLOAT, ['N', n_au]),
-            helper.make_tensor_value_info('expression', TensorProto.FLOAT, ['N', 8])]
-if state:
-    nodes.append(helper.make_node('MatMul', ['hidden', w('w_next', [K, state])], ['next_logits']))
-    nodes.append(helper.make_node('Tanh', ['next_logits'], ['state_out']))
-    outputs.append(helper.make_tensor_value_info('state_out', TensorProto.FLOAT, ['N', state]))
-graph = helper.make_graph(nodes, 'affect_test', inputs, outputs, inits)
-model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
-model.ir_version = 8
-meta = {
-    'affect.contract': '1', 'affect.face.height': str(size), 'affect.face.width': str(size),
-    'affect.face.mean': '0.5,0.4,0.3', 'affect.face.std': '0.25,0.2,0.3',
-    'affect.face.alignment': opt.get('alignment', 'arcface-5pt'), 'affect.face.box_margin': '0.2',
-    'affect.labels.au': 'AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26',
-    'affect.labels.expression': 'Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other',
-    'affect.model.name': 'test-model',
-}
-if frames:
-    meta.update({'affect.audio.sample_rate': '16000', 'affect.audio.n_fft': '512',
-                 'affect.audio.win': '400', 'affect.audio.hop': '160', 'affect.audio.n_mels': '64',
-                 'affect.audio.frames': str(frames)})
-if state:
-    meta['affect.state.size'] = str(state)
-if breaks == 'no_contract_key':
-    del meta['affect.contract']
-for k, v in meta.items():
-    p = model.metadata_props.add(); p.key = k; p.value = v
-onnx.checker.check_model(model, full_check=True)
-onnx.save(model, out)
-"#;
-
-fn build_model(dir: &Path, name: &str, options: &str) -> PathBuf {
-    let path = dir.join(name);
-    run_python(MODEL_BUILDER, &[path.to_str().unwrap(), options]);
-    path
-}
 
 const W: usize = 96;
 const H: usize = 72;

@@ -53,14 +53,43 @@ fn run_chunks(
     chunk: usize,
     start: gst::ClockTime,
 ) -> (Vec<f32>, Vec<(gst::ClockTime, gst::ClockTime, usize)>) {
+    run_sizes(signal, &[chunk], start, Flagging::None)
+}
+
+/// Which input buffers carry the DISCONT flag.
+#[derive(Clone, Copy, Debug)]
+enum Flagging {
+    None,
+    /// The first, as every source flags its first buffer.
+    First,
+    /// Every one, although the timestamps are continuous.
+    All,
+}
+
+/// Pushes `signal` as timestamped buffers whose sizes cycle through `sizes`, flagged as
+/// `flagging` says; returns the concatenated frames and every output buffer's (pts, duration,
+/// n_frames).
+fn run_sizes(
+    signal: &[f32],
+    sizes: &[usize],
+    start: gst::ClockTime,
+    flagging: Flagging,
+) -> (Vec<f32>, Vec<(gst::ClockTime, gst::ClockTime, usize)>) {
     init();
     let mut h = Harness::new("affectspectro");
     h.set_src_caps_str(&f32_caps(RATE, 1));
-    let mut pos = 0u64;
-    for piece in signal.chunks(chunk) {
-        let pts = start + time_of(pos);
-        h.push(f32_buffer(piece, Some(pts))).unwrap();
-        pos += piece.len() as u64;
+    let mut pos = 0usize;
+    for (i, &size) in sizes.iter().cycle().enumerate() {
+        if pos >= signal.len() {
+            break;
+        }
+        let piece = &signal[pos..(pos + size).min(signal.len())];
+        let mut buf = f32_buffer(piece, Some(start + time_of(pos as u64)));
+        if matches!((flagging, i), (Flagging::First, 0) | (Flagging::All, _)) {
+            buf.get_mut().unwrap().set_flags(gst::BufferFlags::DISCONT);
+        }
+        h.push(buf).unwrap();
+        pos += piece.len();
     }
     h.push_event(gst::event::Eos::new());
     let mut frames = Vec::new();
@@ -83,32 +112,25 @@ fn run_chunks(
     (frames, stamps)
 }
 
-#[test]
-fn output_matches_librosa() {
-    let signal = voice(3 * RATE as usize, 0.1);
-    let (frames, _) = run_chunks(&signal, 1024, gst::ClockTime::ZERO);
-    let dir = scratch_dir("element-librosa");
-    let (inp, out) = (dir.join("in.f32"), dir.join("out.f32"));
-    write_f32(&inp, &signal);
-    run_python(
-        r#"
-import sys, numpy as np, librosa
-y = np.fromfile(sys.argv[1], dtype='<f4')
-S = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, win_length=400, hop_length=160,
-    n_mels=64, center=False, power=2.0, htk=False, norm='slaney')
-np.log(S + 1e-6).T.astype('<f4').tofile(sys.argv[2])
-"#,
-        &[inp.to_str().unwrap(), out.to_str().unwrap()],
-    );
-    let expected = read_f32(&out);
-    assert_eq!(frames.len(), expected.len());
-    let worst = frames
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    assert!(worst <= 1e-3, "max |element - librosa| = {worst}");
-    let _ = std::fs::remove_dir_all(dir);
+/// Frame k of the output starts at `start + k * hop`, the buffers tile the time line, and
+/// `expected_frames` frames came out.
+fn assert_exact_stamps(
+    stamps: &[(gst::ClockTime, gst::ClockTime, usize)],
+    start: gst::ClockTime,
+    expected_frames: usize,
+    what: &str,
+) {
+    let mut k = 0u64;
+    for &(pts, duration, n) in stamps {
+        assert_eq!(pts, start + time_of(k * HOP), "{what}: frame {k}");
+        k += n as u64;
+        assert_eq!(
+            pts + duration,
+            start + time_of(k * HOP),
+            "{what}: frame {k}"
+        );
+    }
+    assert_eq!(k as usize, expected_frames, "{what}: frames out");
 }
 
 #[test]
@@ -128,14 +150,112 @@ fn any_buffer_split_gives_identical_frames_and_times() {
     for chunk in [1, 100, 160, 161, 512, 4000] {
         let (frames, stamps) = run_chunks(&signal, chunk, start);
         assert_eq!(frames, reference, "chunk {chunk}");
-        // Frame k starts at start + k * hop; buffers tile the time line without gaps.
-        let mut k = 0u64;
-        for (pts, duration, n) in stamps {
-            assert_eq!(pts, start + time_of(k * HOP), "chunk {chunk} frame {k}");
-            k += n as u64;
-            assert_eq!(pts + duration, start + time_of(k * HOP), "chunk {chunk}");
+        assert_exact_stamps(&stamps, start, expected_frames, &format!("chunk {chunk}"));
+    }
+}
+
+/// Sources flag their first buffer DISCONT; with buffers smaller than one FFT frame (a live
+/// microphone's 10-20 ms, or a few samples) every sample still counts, the first buffer's
+/// included, and frame k is stamped start + k * hop exactly.
+#[test]
+fn small_buffers_after_a_flagged_first_buffer_lose_no_sample() {
+    let signal = voice(RATE as usize / 2 + 333, 0.6);
+    let start = gst::ClockTime::from_mseconds(777);
+    let reference = MelSpectrogram::new(MelConfig::default())
+        .unwrap()
+        .compute(&signal);
+    let expected_frames = MelConfig::default().n_frames(signal.len());
+    for sizes in [&[160][..], &[320], &[8, 160, 1, 320, 77, 511], &[1]] {
+        for flagging in [Flagging::First, Flagging::All] {
+            let what = format!("sizes {sizes:?}, {flagging:?} flagged");
+            let (frames, stamps) = run_sizes(&signal, sizes, start, flagging);
+            assert_eq!(frames.len(), reference.len(), "{what}");
+            assert!(
+                frames == reference,
+                "{what}: frames differ from the whole signal's"
+            );
+            assert_exact_stamps(&stamps, start, expected_frames, &what);
         }
-        assert_eq!(k as usize, expected_frames);
+    }
+}
+
+/// A live audio source with 10 and 20 ms buffers, as a microphone delivers them, gives every
+/// frame, equal to the frames of the same tone delivered in one buffer.
+#[test]
+fn live_source_with_10_and_20_ms_buffers_gives_every_frame() {
+    init();
+    let run = |live: bool, samples_per_buffer: u32, buffers: u32| {
+        let pipeline = gst::parse::launch(&format!(
+            "audiotestsrc is-live={live} samplesperbuffer={samples_per_buffer} num-buffers={buffers} \
+             wave=sine freq=330 ! {} ! affectspectro name=spectro ! appsink name=sink sync=false",
+            f32_caps(RATE, 1)
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        // The first input buffer's timestamp: a live source stamps it with the running time
+        // at capture.
+        let first_in = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let seen = first_in.clone();
+        pipeline
+            .by_name("spectro")
+            .unwrap()
+            .static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(b) = info.buffer() {
+                    seen.lock().unwrap().get_or_insert(b.pts().unwrap());
+                }
+                gst::PadProbeReturn::Ok
+            });
+        let sink = affect_train::testutil::play(&pipeline);
+        let mut frames = Vec::new();
+        let mut stamps = Vec::new();
+        for sample in affect_train::testutil::samples(&sink, gst::ClockTime::from_seconds(10)) {
+            let buf = sample.buffer().unwrap();
+            let map = buf.map_readable().unwrap();
+            frames.extend(
+                map.as_slice()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
+            stamps.push((
+                buf.pts().unwrap(),
+                buf.duration().unwrap(),
+                map.size() / 4 / N_MELS,
+            ));
+        }
+        assert!(sink.is_eos(), "no EOS");
+        pipeline.set_state(gst::State::Null).unwrap();
+        let first = first_in
+            .lock()
+            .unwrap()
+            .expect("audio reached affectspectro");
+        (frames, stamps, first)
+    };
+    let samples = 8000usize;
+    let (reference, _, _) = run(false, samples as u32, 1);
+    let expected_frames = MelConfig::default().n_frames(samples);
+    assert_eq!(reference.len(), expected_frames * N_MELS);
+    for spb in [160u32, 320] {
+        let (frames, stamps, first_in) = run(true, spb, samples as u32 / spb);
+        assert_eq!(
+            frames.len(),
+            reference.len(),
+            "{spb} samples per buffer: frames out"
+        );
+        let worst = frames
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{spb} samples per buffer: differs by {worst}");
+        assert_exact_stamps(
+            &stamps,
+            first_in,
+            expected_frames,
+            &format!("{spb} samples per buffer"),
+        );
     }
 }
 

@@ -145,6 +145,10 @@ impl Settings {
     }
 }
 
+/// Largest coordinate a `region` may reach: far beyond any video frame, yet small enough that
+/// the box stays exact in the f32 the tracker works in.
+const REGION_LIMIT: f32 = (1 << 20) as f32;
+
 /// Parses the `region` property: `x,y,w,h` in pixels.
 fn parse_region(s: &str) -> Result<[f32; 4], String> {
     let v: Vec<f32> = s
@@ -153,11 +157,20 @@ fn parse_region(s: &str) -> Result<[f32; 4], String> {
         .collect::<Result<_, _>>()
         .map_err(|e| format!("region '{s}' is not x,y,w,h: {e}"))?;
     match v.as_slice() {
-        [x, y, w, h] if *w > 0.0 && *h > 0.0 && *x >= 0.0 && *y >= 0.0 => {
+        [x, y, w, h]
+            if v.iter().all(|c| c.is_finite())
+                && *w > 0.0
+                && *h > 0.0
+                && *x >= 0.0
+                && *y >= 0.0
+                && x + w <= REGION_LIMIT
+                && y + h <= REGION_LIMIT =>
+        {
             Ok([*x, *y, x + w, y + h])
         }
         _ => Err(format!(
-            "region '{s}' must be four numbers x,y,w,h with x, y >= 0 and w, h > 0"
+            "region '{s}' must be four finite numbers x,y,w,h with x, y >= 0, w, h > 0 and \
+             x + w, y + h at most {REGION_LIMIT}"
         )),
     }
 }
@@ -378,11 +391,20 @@ impl AffectFaceCrop {
                     landmarks: f.landmarks,
                 })
                 .collect()),
-            Finder::FullFrame { region } => Ok(vec![Detection {
-                bbox: region.unwrap_or([0.0, 0.0, w, h]),
-                score: 1.0,
-                landmarks: None,
-            }]),
+            Finder::FullFrame { region } => {
+                // A region reaching past the frame is cut to it; one wholly outside is no face.
+                let [x1, y1, x2, y2] = region.unwrap_or([0.0, 0.0, w, h]);
+                let bbox = [x1.min(w), y1.min(h), x2.min(w), y2.min(h)];
+                Ok(if bbox[2] > bbox[0] && bbox[3] > bbox[1] {
+                    vec![Detection {
+                        bbox,
+                        score: 1.0,
+                        landmarks: None,
+                    }]
+                } else {
+                    Vec::new()
+                })
+            }
             Finder::Haar(detector) => {
                 pixels::to_grey(data, layout, &mut state.grey).map_err(|e| e.to_string())?;
                 let faces = detector
@@ -741,6 +763,7 @@ impl BaseTransformImpl for AffectFaceCrop {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        crate::properties::check_finite(&*self.obj())?;
         let settings = self.settings.lock().unwrap().clone();
         let finder = self.load_finder(&settings)?;
         // Faces from upstream or a fixed region are already decided: report them at once.

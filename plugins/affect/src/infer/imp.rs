@@ -105,6 +105,12 @@ struct InFlight {
     /// The reply, once it came.
     answer: Option<Result<Vec<FaceResult>, String>>,
     running_time: Option<gst::ClockTime>,
+    /// Tracks last seen on the frame before this one: their smoothing state goes when this
+    /// frame leaves (frames leave in order, so the earlier frames of those tracks have used it).
+    ended: Vec<u64>,
+    /// Faces whose box reached outside the frame: the meta gets the box cut to the frame
+    /// (meta index, x, y, w, h) and no result.
+    clipped: Vec<(usize, (u32, u32, u32, u32))>,
 }
 
 /// The audio an audio-visual model gets for one frame.
@@ -128,6 +134,8 @@ struct State {
     rgb: Vec<u8>,
     crop: Vec<u8>,
     warned_no_audio: bool,
+    warned_outside: bool,
+    warned_non_finite: bool,
 }
 
 pub struct AffectInfer {
@@ -336,6 +344,8 @@ impl AffectInfer {
                 reply,
                 answer,
                 running_time,
+                ended,
+                clipped,
             } = frame;
             let answer = match (answer, reply) {
                 (Some(a), _) => a,
@@ -346,15 +356,46 @@ impl AffectInfer {
             };
             let results = answer.map_err(|e| self.element_error(e))?;
             let mut faces_msg = Vec::new();
-            if !results.is_empty() {
-                let mut guard = self.state.lock().unwrap();
-                let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            let mut guard = self.state.lock().unwrap();
+            let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            for t in &ended {
+                state.smoothed.remove(t);
+            }
+            if alpha == 0.0 {
+                state.smoothed.clear();
+            }
+            if !results.is_empty() || !clipped.is_empty() {
+                let pts = buffer.pts();
                 let buf = buffer.make_mut();
                 let mut metas: Vec<_> = buf
                     .iter_meta_mut::<VideoRegionOfInterestMeta>()
                     .filter(|m| m.roi_type() == FACE_ROI_TYPE)
                     .collect();
+                for &(i, rect) in &clipped {
+                    if let Some(meta) = metas.get_mut(i) {
+                        meta.set_rect(rect);
+                    }
+                }
                 for (face, result) in faces.iter().zip(&results) {
+                    if !result.is_finite() {
+                        if !state.warned_non_finite {
+                            state.warned_non_finite = true;
+                            gst::element_imp_warning!(
+                                self,
+                                gst::StreamError::Decode,
+                                (
+                                    "Model '{}' gave NaN or infinite outputs for face {} at {}: \
+                                     such faces get no result (success 0); reported once per \
+                                     stream",
+                                    model.path.display(),
+                                    face.track_id,
+                                    pts.display()
+                                )
+                            );
+                        }
+                        state.smoothed.remove(&face.track_id);
+                        continue;
+                    }
                     let result = match state.smoothed.get(&face.track_id) {
                         Some(prev) if alpha > 0.0 => smooth(prev, result, alpha),
                         _ => result.clone(),
@@ -372,9 +413,12 @@ impl AffectInfer {
                     if let Some(meta) = metas.get_mut(face.meta_index) {
                         meta.add_param(s);
                     }
-                    state.smoothed.insert(face.track_id, result);
+                    if alpha > 0.0 {
+                        state.smoothed.insert(face.track_id, result);
+                    }
                 }
             }
+            drop(guard);
             if post {
                 let msg = gst::Structure::builder(AFFECT_PARAMS)
                     .field("timestamp", buffer.pts())
@@ -391,15 +435,24 @@ impl AffectInfer {
         }
     }
 
-    /// Cuts and normalises the model's crop of every face of `buffer`.
+    /// Cuts and normalises the model's crop of every face of `buffer`; faces whose box
+    /// reaches outside the frame are left out and listed with the box cut to the frame.
+    #[allow(clippy::type_complexity)]
     fn prepare_faces(
         &self,
         state: &mut State,
         buffer: &gst::BufferRef,
-    ) -> Result<(Vec<PendingFace>, Vec<Vec<f32>>), gst::FlowError> {
+    ) -> Result<
+        (
+            Vec<PendingFace>,
+            Vec<Vec<f32>>,
+            Vec<(usize, (u32, u32, u32, u32))>,
+        ),
+        gst::FlowError,
+    > {
         let faces: Vec<Face> = crate::meta::faces(buffer);
         if faces.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok((Vec::new(), Vec::new(), Vec::new()));
         }
         let base = state.layout.ok_or(gst::FlowError::NotNegotiated)?;
         let layout = crate::frame::buffer_layout(&base, buffer);
@@ -421,7 +474,40 @@ impl AffectInfer {
         state.crop.resize((cw * ch * 3) as usize, 0);
         let mut pending = Vec::with_capacity(faces.len());
         let mut tensors = Vec::with_capacity(faces.len());
+        let mut clipped = Vec::new();
+        let (fw, fh) = (layout.width as f32, layout.height as f32);
         for (i, face) in faces.iter().enumerate() {
+            let [x1, y1, x2, y2] = face.bbox;
+            if !(x2 <= fw && y2 <= fh && x2 > x1 && y2 > y1) {
+                // Upstream said something impossible (a box past the frame's edge, or one
+                // wrapped around 2^32): what part of it is in the frame stays, unanalysed.
+                let cut = Face {
+                    bbox: [x1.min(fw), y1.min(fh), x2.min(fw), y2.min(fh)],
+                    ..*face
+                };
+                let rect = cut.roi_rect(layout.width as u32, layout.height as u32);
+                if !state.warned_outside {
+                    state.warned_outside = true;
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Format,
+                        (
+                            "Face {} has the box ({}, {}) - ({}, {}) outside the {}x{} frame: it \
+                             is cut to the frame and gets no result (success 0); reported once \
+                             per stream",
+                            face.track_id,
+                            x1,
+                            y1,
+                            x2,
+                            y2,
+                            layout.width,
+                            layout.height
+                        )
+                    );
+                }
+                clipped.push((i, rect));
+                continue;
+            }
             let transform = spec
                 .crop_transform(face.bbox, face.landmarks.as_ref())
                 .and_then(|t| align::warp_rgb8(&image, &t.affine(), &mut state.crop, cw, ch));
@@ -438,7 +524,7 @@ impl AffectInfer {
             });
             tensors.push(tensor);
         }
-        Ok((pending, tensors))
+        Ok((pending, tensors, clipped))
     }
 }
 
@@ -667,11 +753,32 @@ impl AggregatorImpl for AffectInfer {
         let pad = gst::PadBuilder::<gst_base::AggregatorPad>::from_template(templ)
             .name("audio_sink")
             .build();
+        // The spectrogram is moved into the ring as soon as it arrives, which keeps
+        // `AUDIO_SLACK_SECONDS` of it: that much audio can wait here, and upstream's maximum
+        // latency says so. Without it a queue-less live audio branch (a live `appsrc`, or any
+        // source that reports max = min) would cap the maximum latency below the video
+        // frame's, the aggregator could not configure its latency, and it would wait for
+        // audio as if it were not live.
+        pad.add_probe(
+            gst::PadProbeType::QUERY_UPSTREAM | gst::PadProbeType::PULL,
+            |_, info| {
+                if let Some(gst::PadProbeData::Query(q)) = info.data.as_mut()
+                    && let gst::QueryViewMut::Latency(l) = q.view_mut()
+                {
+                    let (live, min, max) = l.result();
+                    let slack =
+                        gst::ClockTime::from_mseconds((AUDIO_SLACK_SECONDS * 1000.0) as u64);
+                    l.set(live, min, max.map(|m| m + slack));
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
         *audio = Some(pad.clone());
         Some(pad)
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        crate::properties::check_finite(&*self.obj())?;
         let s = self.settings.lock().unwrap().clone();
         let path = s.model.clone().ok_or_else(|| {
             gst::error_msg!(
@@ -724,6 +831,8 @@ impl AggregatorImpl for AffectInfer {
             rgb: Vec::new(),
             crop: Vec::new(),
             warned_no_audio: false,
+            warned_outside: false,
+            warned_non_finite: false,
         });
         // Faces wait up to max-latency for their batch.
         let latency = gst::ClockTime::from_mseconds(s.max_latency_ms as u64);
@@ -768,6 +877,12 @@ impl AggregatorImpl for AffectInfer {
                     );
                     return false;
                 };
+                // Frames still waiting for their results were decoded under the old caps:
+                // they leave before the new caps go downstream, or an encoder would read them
+                // with the new size.
+                if let Err(e) = self.push_ready(0) {
+                    gst::debug!(CAT, imp = self, "Draining before new caps: {e:?}");
+                }
                 if let Some(state) = self.state.lock().unwrap().as_mut() {
                     state.layout = Some(layout);
                 }
@@ -876,15 +991,12 @@ impl AggregatorImpl for AffectInfer {
             .pop_buffer()
             .expect("peeked buffer is still queued");
 
-        let (pending, tensors) = self.prepare_faces(state, &buffer)?;
+        let (pending, tensors, clipped) = self.prepare_faces(state, &buffer)?;
         // Tracks gone from this frame have ended: their state goes with them.
         let present: HashSet<u64> = pending.iter().map(|f| f.track_id).collect();
         let ended: Vec<u64> = state.tracks.difference(&present).copied().collect();
         if !ended.is_empty() {
-            for t in &ended {
-                state.smoothed.remove(t);
-            }
-            state.model.forget(state.user, ended);
+            state.model.forget(state.user, ended.clone());
         }
         state.tracks = present;
 
@@ -894,6 +1006,8 @@ impl AggregatorImpl for AffectInfer {
             reply: None,
             answer: None,
             running_time,
+            ended,
+            clipped,
         };
         if !pending.is_empty() {
             let audio = match &state.model.contract.audio {
@@ -904,12 +1018,16 @@ impl AggregatorImpl for AffectInfer {
                     let missing = audio_pad.is_none() || !audio_complete || running_time.is_none();
                     if missing && !state.warned_no_audio {
                         state.warned_no_audio = true;
-                        gst::warning!(
-                            CAT,
-                            imp = self,
-                            "No audio covers {:?}: audio-missing={:?}",
-                            running_time,
-                            audio_missing
+                        gst::element_imp_warning!(
+                            self,
+                            gst::StreamError::Demux,
+                            (
+                                "No audio covers the frame at running time {}: the model gets \
+                                 the audio-missing policy ({:?}) wherever audio is late, silent or \
+                                 absent; reported once per stream",
+                                running_time.display(),
+                                audio_missing
+                            )
                         );
                     }
                     match (missing, audio_missing) {

@@ -211,6 +211,55 @@ impl AffectSpectro {
             .build()
     }
 
+    /// Whether a buffer at `pts` starts a new time line: the samples received so far put the
+    /// next sample at an expected time; a flagged buffer within one sample of it, or an
+    /// unflagged one within `DISCONT_THRESHOLD`, continues the stream (sources flag their
+    /// first buffer DISCONT, and converters may flag continuous audio).
+    fn is_discontinuity(&self, state: &State, pts: Option<gst::ClockTime>, flagged: bool) -> bool {
+        if state.samples_in == 0 && state.stream.pending_samples() == 0 {
+            // Nothing received since the last reset: there is nothing to throw away.
+            return false;
+        }
+        let Some(expected) = state.sample_time(state.samples_in) else {
+            // Untimestamped so far: only the flag can say.
+            return flagged || pts.is_some();
+        };
+        let Some(pts) = pts else {
+            return flagged;
+        };
+        let drift = if pts > expected {
+            pts - expected
+        } else {
+            expected - pts
+        };
+        let tolerance = if flagged {
+            gst::ClockTime::from_nseconds(
+                gst::ClockTime::SECOND
+                    .nseconds()
+                    .div_ceil(state.rate as u64),
+            )
+        } else {
+            DISCONT_THRESHOLD
+        };
+        if drift > tolerance {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "Timestamp {pts} is {drift} away from the expected {expected} \
+                 (flagged DISCONT: {flagged}): restarting"
+            );
+            return true;
+        }
+        if flagged {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "DISCONT at {pts} is within {drift} of the expected time: continuing"
+            );
+        }
+        false
+    }
+
     /// Converts interleaved samples to mono (channel mean) straight into the spectrogram's
     /// buffer, replacing NaN/Inf by 0; returns how many non-finite samples there were.
     fn downmix_into(
@@ -441,6 +490,7 @@ impl BaseTransformImpl for AffectSpectro {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        crate::properties::check_finite(&*self.obj())?;
         let cfg = self.settings.lock().unwrap().mel_config();
         // Refuse impossible parameter combinations before any data flows.
         cfg.validate().map_err(|e| {
@@ -601,7 +651,7 @@ impl BaseTransformImpl for AffectSpectro {
 
     fn submit_input_buffer(
         &self,
-        is_discont: bool,
+        _is_discont: bool,
         inbuf: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut guard = self.lock_state();
@@ -640,23 +690,15 @@ impl BaseTransformImpl for AffectSpectro {
         }
 
         let pts = inbuf.pts();
-        let mut restart = is_discont || inbuf.flags().contains(gst::BufferFlags::DISCONT);
-        if !restart && let (Some(pts), Some(expected)) = (pts, state.sample_time(state.samples_in))
-        {
-            let drift = if pts > expected {
-                pts - expected
-            } else {
-                expected - pts
-            };
-            if drift > DISCONT_THRESHOLD {
-                gst::debug!(
-                    CAT,
-                    imp = self,
-                    "Timestamp {pts} is {drift} away from the expected {expected}: restarting"
-                );
-                restart = true;
-            }
-        }
+        // BaseTransform keeps reporting `is_discont` until an output buffer has been
+        // produced, which with 10-20 ms buffers is several buffers after the flagged one:
+        // only the buffer's own flag, checked against where its samples land, says whether
+        // this is a real discontinuity.
+        let restart = self.is_discontinuity(
+            state,
+            pts,
+            inbuf.flags().contains(gst::BufferFlags::DISCONT),
+        );
         if restart {
             state.reset();
         }
