@@ -1,5 +1,7 @@
 //! GStreamer plugin `affect`: audio-visual affect analysis elements.
 //!
+//! - `affectanalysisbin`: the whole analysis of any file or stream (decodebin, face crop,
+//!   spectrogram and inference), with or without an audio stream.
 //! - `affectfacecrop`: finds, tracks and aligns faces (region-of-interest meta or aligned crops).
 //! - `affectinfer`: multi-task audio-visual inference on every face, through ONNX Runtime.
 //! - `affectoverlay`: draws each face's box, id, expression, valence/arousal and AUs.
@@ -8,17 +10,18 @@
 
 use gst::glib;
 
+mod analysisbin;
 mod facecrop;
 mod frame;
 mod infer;
 pub use infer::bench;
 pub mod meta;
 mod overlay;
-mod properties;
 pub mod session;
 mod sink;
 mod spectro;
 
+pub use analysisbin::AffectAnalysisBin;
 pub use facecrop::AffectFaceCrop;
 pub use infer::AffectInfer;
 pub use overlay::AffectOverlay;
@@ -26,6 +29,7 @@ pub use sink::AffectSink;
 pub use spectro::AffectSpectro;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    analysisbin::register(plugin)?;
     facecrop::register(plugin)?;
     infer::register(plugin)?;
     overlay::register(plugin)?;

@@ -433,7 +433,33 @@ fn bad_detectors_fail_at_start_naming_the_problem() {
     )
     .unwrap_err();
     assert!(err.contains("x,y,w,h"), "{err}");
+
+    // Non-finite or absurd regions are refused naming the property.
+    for (properties, needle) in [
+        ("region=0,0,inf,10", "region"),
+        ("region=nan,0,10,10", "region"),
+        ("region=0,0,1e30,10", "region"),
+    ] {
+        let err = collect(&format!(
+            "videotestsrc num-buffers=1 ! affectfacecrop detector=full-frame {properties} ! appsink name=sink"
+        ))
+        .unwrap_err();
+        assert!(err.contains(needle), "{properties}: {err}");
+    }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A region reaching past the frame is cut to the frame.
+#[test]
+fn a_region_past_the_frame_is_cut_to_it() {
+    let samples = collect(
+        "videotestsrc num-buffers=1 ! video/x-raw,width=320,height=240,format=RGB \
+         ! affectfacecrop detector=full-frame region=300,200,100,120 ! appsink name=sink",
+    )
+    .unwrap();
+    let faces = meta::faces(samples[0].buffer().unwrap());
+    assert_eq!(faces.len(), 1);
+    assert_eq!(faces[0].bbox, [300.0, 200.0, 320.0, 240.0]);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{build_model, init};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use affect_core::testutil::{read_f32, run_python, scratch_dir};
 use affect_train::testutil;
@@ -756,5 +756,299 @@ fn a_flushing_seek_in_a_file_restarts_at_the_new_position() {
             b.pts()
         );
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Video frames of `w` x `h` with one face each, pushed from an appsrc whose caps change.
+fn push_frames(src: &gst_app::AppSrc, w: usize, h: usize, frames: std::ops::Range<u64>) {
+    src.set_caps(Some(
+        &format!("video/x-raw,format=RGB,width={w},height={h},framerate=25/1")
+            .parse::<gst::Caps>()
+            .unwrap(),
+    ));
+    for i in frames {
+        src.push_buffer(small_frame(w, h, i)).unwrap();
+    }
+}
+
+/// Frames in flight inside affectinfer when the resolution changes leave under the caps they
+/// were decoded with: the encoders, the overlay and the sinks users put downstream keep
+/// working and no frame is lost.
+#[test]
+fn frames_leave_under_their_own_caps_across_a_resolution_change() {
+    init();
+    let dir = scratch_dir("infer-caps-encoders");
+    let model = build_model(&dir, "caps.onnx", r#"{"size": 32}"#);
+    let jpegs = dir.join("jpeg");
+    std::fs::create_dir_all(&jpegs).unwrap();
+    let webm = dir.join("out.webm");
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=v format=time ! affectinfer model={} batch-size=8 max-latency=50 ! tee name=t \
+         t. ! queue ! videoconvert ! vp8enc deadline=1 ! webmmux ! filesink location={} \
+         t. ! queue ! jpegenc ! multifilesink location={}/%05d.jpg \
+         t. ! queue ! affectoverlay ! videoconvert ! avenc_mpeg4 ! fakesink \
+         t. ! queue ! appsink name=sink sync=false",
+        model.display(),
+        webm.display(),
+        jpegs.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline
+        .by_name("v")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = testutil::play(&pipeline);
+    push_frames(&src, W, H, 0..12);
+    push_frames(&src, 48, 56, 12..24);
+    push_frames(&src, W, H, 24..30);
+    src.end_of_stream().unwrap();
+    let mut sizes = Vec::new();
+    for sample in testutil::samples(&sink, gst::ClockTime::from_seconds(20)) {
+        let buf = sample.buffer().unwrap();
+        let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+        assert_eq!(
+            buf.size(),
+            info.size(),
+            "frame at {:?} under caps {}x{}",
+            buf.pts(),
+            info.width(),
+            info.height()
+        );
+        assert_eq!(
+            results(buf).len(),
+            1,
+            "frame at {:?} lost its result",
+            buf.pts()
+        );
+        sizes.push((info.width(), info.height()));
+    }
+    let bus = pipeline.bus().unwrap();
+    let end = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("EOS or an error");
+    if let gst::MessageView::Error(e) = end.view() {
+        panic!("{} {:?}", e.error(), e.debug());
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    let expected: Vec<(u32, u32)> = (0..30)
+        .map(|i| {
+            if (12..24).contains(&i) {
+                (48, 56)
+            } else {
+                (W as u32, H as u32)
+            }
+        })
+        .collect();
+    assert_eq!(sizes, expected, "frames and their caps, in order");
+    assert_eq!(std::fs::read_dir(&jpegs).unwrap().count(), 30, "JPEG files");
+    // The VP8 file decodes to every frame.
+    let decode = gst::parse::launch(&format!(
+        "filesrc location={} ! matroskademux ! vp8dec ! appsink name=sink sync=false",
+        webm.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let decoded =
+        testutil::samples(&testutil::play(&decode), gst::ClockTime::from_seconds(20)).count();
+    decode.set_state(gst::State::Null).unwrap();
+    assert_eq!(decoded, 30, "frames in the VP8 file");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Resident set size of this process in kB.
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A non-live stream in which every track lasts one frame: what affectinfer keeps per track
+/// goes with the track, so memory stays flat however many tracks come and go.
+#[test]
+fn memory_stays_flat_over_many_short_tracks() {
+    init();
+    let dir = scratch_dir("infer-churn");
+    let model = build_model(&dir, "churn.onnx", r#"{"size": 16, "state": 8}"#);
+    let (w, h) = (24usize, 24usize);
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=v format=time block=true max-buffers=8 \
+         caps=video/x-raw,format=RGB,width={w},height={h},framerate=25/1 \
+         ! affectinfer model={} batch-size=16 smoothing=0.5 ! appsink name=sink sync=false",
+        model.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline
+        .by_name("v")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = testutil::play(&pipeline);
+    const WARM_UP: u64 = 5_000;
+    const TRACKS: u64 = 45_000;
+    let feeder = std::thread::spawn(move || {
+        let pixels = vec![100u8; w * h * 3];
+        for i in 0..TRACKS {
+            let mut buf = gst::Buffer::from_mut_slice(pixels.clone());
+            {
+                let b = buf.get_mut().unwrap();
+                b.set_pts(gst::ClockTime::from_mseconds(40 * i));
+                Face {
+                    bbox: [2.0, 2.0, 20.0, 22.0],
+                    track_id: i + 1,
+                    score: 1.0,
+                    landmarks: None,
+                }
+                .attach(b, w as u32, h as u32);
+            }
+            src.push_buffer(buf).unwrap();
+        }
+        src.end_of_stream().unwrap();
+    });
+    let mut before = 0;
+    let mut pulled = 0u64;
+    for sample in testutil::samples(&sink, gst::ClockTime::from_seconds(30)) {
+        assert_eq!(results(sample.buffer().unwrap()).len(), 1);
+        pulled += 1;
+        if pulled == WARM_UP {
+            before = rss_kb();
+        }
+    }
+    let after = rss_kb();
+    feeder.join().unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(pulled, TRACKS, "frames out");
+    // Had every track's smoothing state held on, 40 000 tracks at about 180 bytes would be
+    // 7 MB.
+    let growth = after.saturating_sub(before);
+    assert!(
+        growth < 2_500,
+        "RSS grew by {growth} kB over 40 000 short tracks ({before} -> {after} kB)"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Runs `frames` through `affectinfer model=...` from an appsrc; the buffers out and the bus
+/// warnings.
+fn run_frames(model: &Path, frames: Vec<gst::Buffer>) -> (Vec<gst::Buffer>, Vec<String>) {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=v format=time caps=video/x-raw,format=RGB,width={W},height={H},framerate=25/1 \
+         ! affectinfer model={} ! appsink name=sink sync=false",
+        model.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline
+        .by_name("v")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = testutil::play(&pipeline);
+    for f in frames {
+        src.push_buffer(f).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let out: Vec<gst::Buffer> = testutil::samples(&sink, gst::ClockTime::from_seconds(20))
+        .map(|s| s.buffer_owned().unwrap())
+        .collect();
+    assert!(sink.is_eos(), "no EOS");
+    let bus = pipeline.bus().unwrap();
+    let mut warnings = Vec::new();
+    while let Some(m) = bus.pop() {
+        match m.view() {
+            gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    (out, warnings)
+}
+
+/// A model that answers NaN gives its faces no result (success 0 in the sink's rows), with one
+/// warning, never a silent number.
+#[test]
+fn nan_outputs_give_no_result_and_one_warning() {
+    let dir = scratch_dir("infer-nan");
+    let model = build_model(&dir, "nan.onnx", r#"{"size": 32, "break": "nan"}"#);
+    let (out, warnings) = run_frames(&model, (0..5).map(video_buffer).collect());
+    assert_eq!(out.len(), 5);
+    for b in &out {
+        let faces = gstaffect::meta::analysed_faces(b);
+        assert_eq!(faces.len(), 2, "the faces stay");
+        assert!(
+            faces.iter().all(|f| f.affect.is_none()),
+            "a NaN result was written"
+        );
+    }
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("NaN"), "{}", warnings[0]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Upstream boxes past the frame's edge or wrapped around 2^32 are cut to the frame and get
+/// no result, with one warning; a box inside the frame on the same frames is analysed.
+#[test]
+fn boxes_outside_the_frame_are_clipped_and_get_no_result() {
+    let dir = scratch_dir("infer-outside");
+    let model = build_model(&dir, "outside.onnx", r#"{"size": 32}"#);
+    let frames = (0..4)
+        .map(|i| {
+            let mut buf = video_buffer(i);
+            {
+                let b = buf.get_mut().unwrap();
+                // Past the right edge, and x wrapped to just below 2^32 (a box at x = -10).
+                VideoRegionOfInterestMeta::add(b, "face", (80, 10, 40, 30)).set_id(10);
+                VideoRegionOfInterestMeta::add(b, "face", (u32::MAX - 9, 5, 30, 30)).set_id(11);
+            }
+            buf
+        })
+        .collect();
+    let (out, warnings) = run_frames(&model, frames);
+    assert_eq!(out.len(), 4);
+    for b in &out {
+        let faces = gstaffect::meta::analysed_faces(b);
+        assert_eq!(faces.len(), 4, "every face stays");
+        for f in &faces {
+            let [x1, y1, x2, y2] = f.face.bbox;
+            assert!(
+                x1 >= 0.0 && y1 >= 0.0 && x2 <= W as f32 && y2 <= H as f32 && x2 >= x1 && y2 >= y1,
+                "face {} box {:?} is not inside the {W}x{H} frame",
+                f.face.track_id,
+                f.face.bbox
+            );
+            let inside = f.face.track_id < 10;
+            assert_eq!(f.affect.is_some(), inside, "face {}", f.face.track_id);
+        }
+    }
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("outside"), "{}", warnings[0]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A model that claims an absurd face size is refused at start naming the key, before anything
+/// is allocated for it.
+#[test]
+fn an_absurd_face_size_is_refused_naming_the_key() {
+    let dir = scratch_dir("infer-hostile");
+    let huge = build_model(&dir, "huge.onnx", r#"{"size": 32, "meta_size": 100000}"#);
+    let err = start_error(&format!("model={}", huge.display()));
+    assert!(
+        err.contains("affect.face.height") && err.contains("at most"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -134,6 +134,34 @@ fn assert_exact_stamps(
 }
 
 #[test]
+fn output_matches_librosa() {
+    let signal = voice(3 * RATE as usize, 0.1);
+    let (frames, _) = run_chunks(&signal, 1024, gst::ClockTime::ZERO);
+    let dir = scratch_dir("element-librosa");
+    let (inp, out) = (dir.join("in.f32"), dir.join("out.f32"));
+    write_f32(&inp, &signal);
+    run_python(
+        r#"
+import sys, numpy as np, librosa
+y = np.fromfile(sys.argv[1], dtype='<f4')
+S = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, win_length=400, hop_length=160,
+    n_mels=64, center=False, power=2.0, htk=False, norm='slaney')
+np.log(S + 1e-6).T.astype('<f4').tofile(sys.argv[2])
+"#,
+        &[inp.to_str().unwrap(), out.to_str().unwrap()],
+    );
+    let expected = read_f32(&out);
+    assert_eq!(frames.len(), expected.len());
+    let worst = frames
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-3, "max |element - librosa| = {worst}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn any_buffer_split_gives_identical_frames_and_times() {
     let signal = voice(RATE as usize + 777, 0.4);
     let start = gst::ClockTime::from_mseconds(1234);

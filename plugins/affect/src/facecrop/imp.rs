@@ -763,7 +763,6 @@ impl BaseTransformImpl for AffectFaceCrop {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        crate::properties::check_finite(&*self.obj())?;
         let settings = self.settings.lock().unwrap().clone();
         let finder = self.load_finder(&settings)?;
         // Faces from upstream or a fixed region are already decided: report them at once.

@@ -778,7 +778,6 @@ impl AggregatorImpl for AffectInfer {
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        crate::properties::check_finite(&*self.obj())?;
         let s = self.settings.lock().unwrap().clone();
         let path = s.model.clone().ok_or_else(|| {
             gst::error_msg!(

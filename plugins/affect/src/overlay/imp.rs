@@ -803,10 +803,6 @@ impl BaseTransformImpl for AffectOverlay {
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
-    fn start(&self) -> Result<(), gst::ErrorMessage> {
-        crate::properties::check_finite(&*self.obj())
-    }
-
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *self.state.lock().unwrap() = None;
         Ok(())

@@ -696,7 +696,6 @@ impl ElementImpl for AffectSink {
 
 impl BaseSinkImpl for AffectSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        crate::properties::check_finite(&*self.obj())?;
         let settings = self.settings.lock().unwrap().clone();
         let location = settings.location.ok_or_else(|| {
             gst::error_msg!(

@@ -490,7 +490,6 @@ impl BaseTransformImpl for AffectSpectro {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        crate::properties::check_finite(&*self.obj())?;
         let cfg = self.settings.lock().unwrap().mel_config();
         // Refuse impossible parameter combinations before any data flows.
         cfg.validate().map_err(|e| {

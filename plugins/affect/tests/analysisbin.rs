@@ -1,0 +1,350 @@
+//! `affectanalysisbin`: the whole analysis of a file, whatever streams the file has.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use affect_core::testutil::scratch_dir;
+use affect_train::testutil;
+use common::{build_model, init};
+use gst::glib;
+use gst::prelude::*;
+use gstaffect::meta::analysed_faces;
+
+/// The longest any pipeline of these tests may take: a hang fails the test.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+const FRAMES: usize = 30;
+
+const VIDEO: &str = "videotestsrc num-buffers=30 pattern=ball \
+     ! video/x-raw,width=96,height=72,framerate=30/1 ! jpegenc ! queue ! mux.";
+
+/// One second of 16 kHz mono audio, as long as the video.
+const AUDIO: &str = "audiotestsrc num-buffers=10 samplesperbuffer=1600 wave=sine freq=440 \
+     ! audioconvert ! audio/x-raw,format=S16LE,rate=16000,channels=1 ! queue ! mux.";
+
+/// Runs a writing pipeline to EOS.
+fn write(description: &str) {
+    let pipeline = gst::parse::launch(description).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(TIMEOUT.as_secs()),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => {}
+        Some(gst::MessageView::Error(e)) => panic!("writing {description}: {}", e.error()),
+        _ => panic!("writing {description}: no EOS within {TIMEOUT:?}"),
+    }
+}
+
+fn mkv(dir: &Path, name: &str, branches: &[&str]) -> PathBuf {
+    let file = dir.join(name);
+    write(&format!(
+        "{} matroskamux name=mux ! filesink location={}",
+        branches.join(" "),
+        file.display()
+    ));
+    file
+}
+
+fn video_only(dir: &Path) -> PathBuf {
+    mkv(dir, "video.mkv", &[VIDEO])
+}
+
+fn audio_video(dir: &Path) -> PathBuf {
+    mkv(dir, "av.mkv", &[VIDEO, AUDIO])
+}
+
+fn model(dir: &Path) -> PathBuf {
+    build_model(dir, "av.onnx", r#"{"size": 32, "audio_frames": 8}"#)
+}
+
+/// What came of analysing a file.
+#[derive(Debug)]
+struct Outcome {
+    frames: Vec<gst::Buffer>,
+    warnings: Vec<String>,
+    /// The first error, if any.
+    error: Option<String>,
+    eos: bool,
+    /// Streams the bin sent to a fakesink.
+    discarded: usize,
+    elapsed: Duration,
+}
+
+fn text(error: glib::Error, debug: Option<glib::GString>) -> String {
+    format!("{error} | {}", debug.as_deref().unwrap_or(""))
+}
+
+/// Plays `filesrc location=file ! affectanalysisbin properties ! appsink` until EOS, the
+/// first error or [`TIMEOUT`].
+fn analyse(file: &Path, properties: &str) -> Outcome {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! affectanalysisbin name=analysis {properties} \
+         ! appsink name=sink sync=false",
+        file.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = testutil::appsink(&pipeline);
+    let start = Instant::now();
+    // A refused start is reported on the bus.
+    let _ = pipeline.set_state(gst::State::Playing);
+    let bus = pipeline.bus().unwrap();
+    let (mut frames, mut warnings, mut error, mut eos) = (Vec::new(), Vec::new(), None, false);
+    let step = gst::ClockTime::from_mseconds(10);
+    // The appsink holds its EOS back until its buffers are taken: take them as they come.
+    while error.is_none() && !eos && start.elapsed() < TIMEOUT {
+        frames.extend(testutil::samples(&sink, step).map(|s| s.buffer_owned().unwrap()));
+        let Some(msg) = bus.timed_pop_filtered(
+            step,
+            &[
+                gst::MessageType::Eos,
+                gst::MessageType::Error,
+                gst::MessageType::Warning,
+            ],
+        ) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => eos = true,
+            gst::MessageView::Error(e) => error = Some(text(e.error(), e.debug())),
+            gst::MessageView::Warning(w) => warnings.push(text(w.error(), w.debug())),
+            _ => {}
+        }
+    }
+    let elapsed = start.elapsed();
+    // Warnings posted before the EOS that are still queued.
+    while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Warning]) {
+        if let gst::MessageView::Warning(w) = msg.view() {
+            warnings.push(text(w.error(), w.debug()));
+        }
+    }
+    let analysis = pipeline
+        .by_name("analysis")
+        .unwrap()
+        .downcast::<gst::Bin>()
+        .unwrap();
+    let discarded = analysis
+        .iterate_all_by_element_factory_name("fakesink")
+        .into_iter()
+        .filter_map(Result::ok)
+        .count();
+    pipeline.set_state(gst::State::Null).unwrap();
+    Outcome {
+        frames,
+        warnings,
+        error,
+        eos,
+        discarded,
+        elapsed,
+    }
+}
+
+/// Every frame came out, in order, with its one face analysed; the valence of each.
+fn check_frames(outcome: &Outcome) -> Vec<f64> {
+    assert_eq!(outcome.frames.len(), FRAMES, "{outcome:?}");
+    let mut last = None;
+    outcome
+        .frames
+        .iter()
+        .enumerate()
+        .map(|(i, buf)| {
+            assert!(buf.pts() > last, "frame {i} out of order");
+            last = buf.pts();
+            let faces = analysed_faces(buf);
+            assert_eq!(faces.len(), 1, "frame {i}: one face (full-frame)");
+            let affect = faces[0]
+                .affect
+                .as_ref()
+                .unwrap_or_else(|| panic!("frame {i} has no affect result"));
+            assert!(affect.valence.abs() <= 1.0);
+            affect.valence
+        })
+        .collect()
+}
+
+#[test]
+fn audio_and_video_are_analysed_together() {
+    let dir = scratch_dir("bin-av");
+    init();
+    let model = model(&dir);
+    let properties = format!("model={} detector=full-frame", model.display());
+
+    let av = analyse(&audio_video(&dir), &properties);
+    assert!(av.eos, "no EOS: {av:?}");
+    assert_eq!(av.error, None);
+    assert!(av.warnings.is_empty(), "warnings: {:?}", av.warnings);
+    let with_audio = check_frames(&av);
+
+    // The audio reached the model: the same frames without it give other results.
+    let video = analyse(&video_only(&dir), &properties);
+    let without_audio = check_frames(&video);
+    let most = with_audio
+        .iter()
+        .zip(&without_audio)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        most > 1e-4,
+        "the results with audio are those without ({most})"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_video_only_file_is_analysed_with_one_warning() {
+    let dir = scratch_dir("bin-video");
+    init();
+    let model = model(&dir);
+    let out = analyse(
+        &video_only(&dir),
+        &format!("model={} detector=full-frame", model.display()),
+    );
+    assert!(out.eos, "no EOS within {TIMEOUT:?}: {out:?}");
+    assert_eq!(out.error, None);
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert!(
+        out.warnings[0].contains("the input has no audio stream: video-only results"),
+        "{}",
+        out.warnings[0]
+    );
+    check_frames(&out);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_audio_only_file_is_an_error_naming_the_missing_video() {
+    let dir = scratch_dir("bin-audio");
+    init();
+    let model = model(&dir);
+    let file = dir.join("audio.wav");
+    write(&format!(
+        "audiotestsrc num-buffers=20 ! audioconvert ! wavenc ! filesink location={}",
+        file.display()
+    ));
+    let out = analyse(
+        &file,
+        &format!("model={} detector=full-frame", model.display()),
+    );
+    let error = out
+        .error
+        .as_deref()
+        .unwrap_or_else(|| panic!("no error within {TIMEOUT:?}: {out:?}"));
+    assert!(
+        error.contains("the input has no video stream")
+            && error.contains("needs video (audio-only input)"),
+        "{error}"
+    );
+    assert!(out.frames.is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_missing_model_is_an_error_naming_the_file() {
+    let dir = scratch_dir("bin-no-model");
+    init();
+    let missing = dir.join("missing.onnx");
+    let out = analyse(
+        &video_only(&dir),
+        &format!("model={} detector=full-frame", missing.display()),
+    );
+    let error = out
+        .error
+        .as_deref()
+        .unwrap_or_else(|| panic!("no error within {TIMEOUT:?}: {out:?}"));
+    assert!(error.contains("missing.onnx"), "{error}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_subtitle_stream_is_discarded() {
+    let dir = scratch_dir("bin-subtitles");
+    init();
+    let model = model(&dir);
+    let srt = dir.join("talk.srt");
+    std::fs::write(
+        &srt,
+        "1\n00:00:00,100 --> 00:00:00,400\nHello\n\n2\n00:00:00,500 --> 00:00:00,900\nWorld\n\n",
+    )
+    .unwrap();
+    let subtitles = format!(
+        "filesrc location={} ! subparse ! text/x-raw,format=utf8 ! queue ! mux.subtitle_0",
+        srt.display()
+    );
+    let file = mkv(&dir, "subtitled.mkv", &[VIDEO, AUDIO, &subtitles]);
+    let out = analyse(
+        &file,
+        &format!("model={} detector=full-frame", model.display()),
+    );
+    assert!(out.eos, "no EOS within {TIMEOUT:?}: {out:?}");
+    assert_eq!(out.error, None);
+    assert!(out.warnings.is_empty(), "warnings: {:?}", out.warnings);
+    assert_eq!(out.discarded, 1, "the subtitles go to a fakesink");
+    check_frames(&out);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_detector_that_does_not_exist_is_refused_naming_the_choices() {
+    let dir = scratch_dir("bin-bad-detector");
+    init();
+    let out = analyse(&video_only(&dir), "model=whatever.onnx detector=full_frame");
+    let error = out
+        .error
+        .as_deref()
+        .unwrap_or_else(|| panic!("no error within {TIMEOUT:?}: {out:?}"));
+    assert!(
+        error.contains("'full_frame'") && error.contains("full-frame"),
+        "{error}"
+    );
+    assert!(out.elapsed < TIMEOUT);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_bin_runs_again_after_stopping() {
+    let dir = scratch_dir("bin-restart");
+    init();
+    let model = model(&dir);
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! affectanalysisbin name=analysis model={} detector=full-frame \
+         ! appsink name=sink sync=false",
+        audio_video(&dir).display(),
+        model.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let analysis = pipeline
+        .by_name("analysis")
+        .unwrap()
+        .downcast::<gst::Bin>()
+        .unwrap();
+    for run in 0..2 {
+        let sink = testutil::play(&pipeline);
+        let frames = testutil::samples(&sink, gst::ClockTime::from_seconds(TIMEOUT.as_secs()))
+            .filter(|s| analysed_faces(s.buffer().unwrap())[0].affect.is_some())
+            .count();
+        assert!(sink.is_eos(), "run {run}: no EOS");
+        assert_eq!(frames, FRAMES, "run {run}");
+        // Through NULL: an appsink keeps its EOS through READY.
+        pipeline.set_state(gst::State::Null).unwrap();
+        // decodebin, affectfacecrop and affectinfer; the branches of the run are gone.
+        assert_eq!(analysis.children().len(), 3, "run {run}");
+    }
+    assert!(
+        pipeline
+            .bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Error, gst::MessageType::Warning])
+            .is_none()
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
