@@ -16,7 +16,7 @@ VIDEO_PORT=${VIDEO_PORT:-5000}
 AUDIO_PORT=${AUDIO_PORT:-5002}
 exec gst-launch-1.0 -q \
   filesrc location="$INPUT" ! decodebin name=d \
-  d. ! queue ! videoconvert ! vp8enc deadline=1 cpu-used=8 threads=2 \
+  d. ! queue ! videoconvert ! vp8enc deadline=1 cpu-used=8 threads=2 keyframe-max-dist=10 error-resilient=default \
   ! rtpvp8pay pt=96 ! udpsink host="$HOST" port="$VIDEO_PORT" \
   d. ! queue ! audioconvert ! audioresample ! audio/x-raw,format=S16BE,rate=16000,channels=1 \
   ! rtpL16pay pt=97 ! udpsink host="$HOST" port="$AUDIO_PORT"

@@ -225,3 +225,72 @@ fn absent_live_audio_degrades_to_the_policy_with_one_warning() {
     assert_eq!(audio_warnings.len(), 1, "{:?}", run.warnings);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Video and audio over RTP through `netsim` (5 % loss, jitter up to 40 ms), received with the
+/// jitterbuffer settings of `pipelines/rtp-analyze.sh`: the stream ends cleanly, the frames
+/// that arrive keep coming, and every one of them has its face's result.
+#[test]
+fn rtp_with_loss_and_jitter_keeps_producing_results() {
+    init();
+    let (dir, model) = av_model("live-rtp");
+    let frames = 100u64;
+    let netsim = "netsim drop-probability=0.05 delay-probability=0.3 min-delay=5 max-delay=40";
+    let jitterbuffer = "rtpjitterbuffer latency=100 do-lost=true drop-on-latency=true";
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true num-buffers={frames} pattern=ball \
+         ! video/x-raw,width=96,height=72,framerate={FPS}/1 \
+         ! vp8enc deadline=1 keyframe-max-dist=10 error-resilient=default ! rtpvp8pay pt=96 mtu=300 \
+         ! {netsim} ! {jitterbuffer} \
+         ! rtpvp8depay wait-for-keyframe=true request-keyframe=true ! vp8dec ! videoconvert \
+         ! queue ! affectfacecrop detector=full-frame ! infer.video_sink \
+         audiotestsrc is-live=true samplesperbuffer=320 wave=sine \
+         ! audio/x-raw,format=S16BE,rate=16000,channels=1 ! rtpL16pay pt=97 \
+         ! {netsim} ! {jitterbuffer} ! rtpL16depay ! audioconvert ! audioresample \
+         ! queue ! affectspectro ! infer.audio_sink \
+         affectinfer name=infer model={} ! appsink name=sink sync=false",
+        model.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = testutil::play(&pipeline);
+    let mut out = Vec::new();
+    // 100 frames at 25 fps: 4 s; a stall shows as 5 s without a frame.
+    for sample in testutil::samples(&sink, gst::ClockTime::from_seconds(5)) {
+        let buf = sample.buffer().unwrap();
+        // A frame lost on the way must not come out as an empty video buffer.
+        assert!(
+            buf.size() > 0 && !buf.flags().contains(gst::BufferFlags::GAP),
+            "an empty frame came out: {buf:?}"
+        );
+        out.push(
+            analysed_faces(buf)
+                .first()
+                .is_some_and(|f| f.affect.is_some()),
+        );
+        if out.len() as u64 == frames {
+            break;
+        }
+    }
+    let bus = pipeline.bus().unwrap();
+    let errors: Vec<String> = std::iter::from_fn(|| bus.pop())
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Error(e) => Some(format!("{} {:?}", e.error(), e.debug())),
+            _ => None,
+        })
+        .collect();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    // With 5 % of packets lost, a frame is lost with its packets and the decoder waits for
+    // the next keyframe (every 10 frames): most frames still arrive.
+    assert!(
+        out.len() as u64 >= frames / 2,
+        "{} of {frames} frames came through",
+        out.len()
+    );
+    assert!(
+        out.iter().all(|&analysed| analysed),
+        "a frame that arrived has no result: {out:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

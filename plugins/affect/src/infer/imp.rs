@@ -989,6 +989,22 @@ impl AggregatorImpl for AffectInfer {
             .video_pad
             .pop_buffer()
             .expect("peeked buffer is still queued");
+        if buffer.flags().contains(gst::BufferFlags::GAP) && buffer.size() == 0 {
+            // The aggregator turns a GAP event (a frame lost on the network, a decoder that
+            // dropped one) into an empty buffer: it is no frame to analyse or to hand to an
+            // encoder. It goes on as the GAP event it was, after the frames before it.
+            drop(guard);
+            self.push_ready(0)?;
+            let src = self.obj().src_pad().clone();
+            if src.has_current_caps() {
+                let gap = gst::event::Gap::builder(buffer.pts().unwrap_or(gst::ClockTime::ZERO))
+                    .duration(buffer.duration())
+                    .build();
+                src.push_event(gap);
+            }
+            gst::log!(CAT, imp = self, "Gap at {}", buffer.pts().display());
+            return Ok(gst::FlowSuccess::Ok);
+        }
 
         let (pending, tensors, clipped) = self.prepare_faces(state, &buffer)?;
         // Tracks gone from this frame have ended: their state goes with them.
