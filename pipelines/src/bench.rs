@@ -9,7 +9,10 @@
 //!   (`gstaffect::bench`);
 //! - `affectoverlay`: cost per frame over the same pipeline without it, vs one plain copy
 //!   of the frame;
-//! - `affectsink`: rows/s vs the same rows formatted and written without GStreamer.
+//! - `affectsink`: rows/s vs the same rows formatted and written without GStreamer;
+//! - live end-to-end latency at 1, 4 and 16 live streams vs the same pipelines with
+//!   `identity` in place of `affectinfer` (`live_bench`); `--soak MINUTES` runs a long live
+//!   stream with track churn and reports memory.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,13 @@ pub struct BenchOptions {
     /// Model for the inference benchmark (default: models/affect-default.onnx).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Only the soak run: a live stream with track churn for this many minutes, reporting
+    /// memory at the start and the end.
+    #[arg(long, value_name = "MINUTES")]
+    pub soak: Option<f64>,
+    /// Skip the live latency runs (1, 4 and 16 live streams).
+    #[arg(long)]
+    pub no_live: bool,
 }
 
 fn best_of<F: FnMut() -> Result<(), String>>(runs: usize, mut f: F) -> Result<Duration, String> {
@@ -328,6 +338,14 @@ pub fn run(options: &BenchOptions) -> Result<(), String> {
         Some(m) => m.clone(),
         None => crate::pipeline::default_model()?,
     };
+    if let Some(minutes) = options.soak {
+        if !(minutes.is_finite() && minutes > 0.0) {
+            return Err(format!(
+                "--soak takes a positive number of minutes, not {minutes}"
+            ));
+        }
+        return crate::live_bench::soak(&model, minutes);
+    }
     let (seconds, crops_n, frames, runs) = if options.long {
         (60.0, 2000, 600, 5)
     } else {
@@ -338,6 +356,9 @@ pub fn run(options: &BenchOptions) -> Result<(), String> {
     crops(crops_n, runs)?;
     overlay_and_sink(frames, runs)?;
     infer(&model, if options.long { 256 } else { 32 }, runs.min(3))?;
+    if !options.no_live {
+        crate::live_bench::live_latency(&model, if options.long { 20.0 } else { 4.0 })?;
+    }
     println!(
         "({:.1} s in all; --long for longer runs)",
         started.elapsed().as_secs_f64()

@@ -5,6 +5,7 @@
 pub mod analyze;
 pub mod bench;
 pub mod demo;
+pub mod live_bench;
 pub mod pipeline;
 pub mod plot;
 pub mod progress;
