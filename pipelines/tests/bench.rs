@@ -17,6 +17,7 @@ fn bench_reports_every_element_against_its_baseline() {
         "affectoverlay",
         "affectsink",
         "affectinfer vs the bare shared ONNX Runtime session",
+        "live end-to-end latency",
     ] {
         assert!(stdout.contains(section), "the bench reports {section}");
     }
