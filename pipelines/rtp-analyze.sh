@@ -8,6 +8,7 @@
 #   OUT_HOST=127.0.0.1 OUT_PORT=5004        where the annotated stream goes
 #   MODEL=file.onnx                         another model of the affect contract
 #   JITTER_LATENCY=100                      ms the jitterbuffers wait for late packets
+#   JITTER_OPTIONS="do-lost=true"           more rtpjitterbuffer properties
 #
 # Loss and jitter (tested with netsim, 5 % of packets dropped, 30 % delayed by 5-40 ms):
 # - rtpjitterbuffer latency=JITTER_LATENCY reorders packets that come up to that late; set it
@@ -15,8 +16,9 @@
 # - do-lost=true turns a missing packet into a GAP downstream, so the depayloaders and
 #   decoders know at once instead of waiting; affectinfer passes the gap on as a GAP event,
 #   never as an empty frame;
-# - drop-on-latency=true keeps the jitterbuffer from holding more than its latency when
-#   packets stop coming, so a live pipeline never stalls on the network;
+# - JITTER_OPTIONS="do-lost=true drop-on-latency=true" also keeps the jitterbuffer from ever
+#   holding more than its latency: the strictest end-to-end latency, at the price of dropping
+#   packets whenever the analysis falls behind the stream (a loaded machine);
 # - rtpvp8depay wait-for-keyframe=true request-keyframe=true: after a loss, no broken frame
 #   reaches the face finder; the sender is asked for a keyframe (rtp-send.sh sends one every
 #   10 frames as well).
@@ -32,7 +34,8 @@ IN_AUDIO_PORT=${IN_AUDIO_PORT:-5002}
 OUT_HOST=${OUT_HOST:-127.0.0.1}
 OUT_PORT=${OUT_PORT:-5004}
 JITTER_LATENCY=${JITTER_LATENCY:-100}
-JITTER="rtpjitterbuffer latency=$JITTER_LATENCY do-lost=true drop-on-latency=true"
+JITTER_OPTIONS=${JITTER_OPTIONS:-do-lost=true}
+JITTER="rtpjitterbuffer latency=$JITTER_LATENCY $JITTER_OPTIONS"
 VIDEO_CAPS="application/x-rtp,media=video,clock-rate=90000,encoding-name=VP8,payload=96"
 AUDIO_CAPS="application/x-rtp,media=audio,clock-rate=16000,encoding-name=L16,encoding-params=1,channels=1,payload=97"
 exec gst-launch-1.0 -m -e \

@@ -6,6 +6,16 @@ use affect_core::pixels::{FrameLayout, PixelFormat, YuvMatrix};
 /// Raw video formats the elements read (those `frame_layout` maps).
 pub const VIDEO_FORMATS: [&str; 8] = ["RGB", "BGR", "RGBx", "BGRx", "RGBA", "BGRA", "I420", "NV12"];
 
+/// Caps of the raw video the elements read: any size and rate in `VIDEO_FORMATS`.
+pub fn video_caps() -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", gst::List::new(VIDEO_FORMATS))
+        .field("width", gst::IntRange::new(1, i32::MAX))
+        .field("height", gst::IntRange::new(1, i32::MAX))
+        .field("framerate", gst::FractionRange::new((0, 1), (i32::MAX, 1)))
+        .build()
+}
+
 /// The layout of frames of `info`, for the formats the elements accept.
 pub fn frame_layout(info: &gst_video::VideoInfo) -> Option<FrameLayout> {
     use gst_video::VideoFormat as F;

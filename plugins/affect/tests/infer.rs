@@ -759,6 +759,20 @@ fn a_flushing_seek_in_a_file_restarts_at_the_new_position() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Parses `description`, whose source is an appsrc named `v`.
+fn appsrc_pipeline(description: &str) -> (gst::Pipeline, gst_app::AppSrc) {
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let src = pipeline
+        .by_name("v")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    (pipeline, src)
+}
+
 /// Video frames of `w` x `h` with one face each, pushed from an appsrc whose caps change.
 fn push_frames(src: &gst_app::AppSrc, w: usize, h: usize, frames: std::ops::Range<u64>) {
     src.set_caps(Some(
@@ -782,7 +796,7 @@ fn frames_leave_under_their_own_caps_across_a_resolution_change() {
     let jpegs = dir.join("jpeg");
     std::fs::create_dir_all(&jpegs).unwrap();
     let webm = dir.join("out.webm");
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, src) = appsrc_pipeline(&format!(
         "appsrc name=v format=time ! affectinfer model={} batch-size=8 max-latency=50 ! tee name=t \
          t. ! queue ! videoconvert ! vp8enc deadline=1 ! webmmux ! filesink location={} \
          t. ! queue ! jpegenc ! multifilesink location={}/%05d.jpg \
@@ -791,15 +805,7 @@ fn frames_leave_under_their_own_caps_across_a_resolution_change() {
         model.display(),
         webm.display(),
         jpegs.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline
-        .by_name("v")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    ));
     let sink = testutil::play(&pipeline);
     push_frames(&src, W, H, 0..12);
     push_frames(&src, 48, 56, 12..24);
@@ -880,20 +886,12 @@ fn memory_stays_flat_over_many_short_tracks() {
     let dir = scratch_dir("infer-churn");
     let model = build_model(&dir, "churn.onnx", r#"{"size": 16, "state": 8}"#);
     let (w, h) = (24usize, 24usize);
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, src) = appsrc_pipeline(&format!(
         "appsrc name=v format=time block=true max-buffers=8 \
          caps=video/x-raw,format=RGB,width={w},height={h},framerate=25/1 \
          ! affectinfer model={} batch-size=16 smoothing=0.5 ! appsink name=sink sync=false",
         model.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline
-        .by_name("v")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    ));
     let sink = testutil::play(&pipeline);
     const WARM_UP: u64 = 5_000;
     const TRACKS: u64 = 45_000;
@@ -943,19 +941,11 @@ fn memory_stays_flat_over_many_short_tracks() {
 /// warnings.
 fn run_frames(model: &Path, frames: Vec<gst::Buffer>) -> (Vec<gst::Buffer>, Vec<String>) {
     init();
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, src) = appsrc_pipeline(&format!(
         "appsrc name=v format=time caps=video/x-raw,format=RGB,width={W},height={H},framerate=25/1 \
          ! affectinfer model={} ! appsink name=sink sync=false",
         model.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline
-        .by_name("v")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    ));
     let sink = testutil::play(&pipeline);
     for f in frames {
         src.push_buffer(f).unwrap();

@@ -611,12 +611,7 @@ impl ElementImpl for AffectAnalysisBin {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let video = gst::Caps::builder("video/x-raw")
-                .field("format", gst::List::new(crate::frame::VIDEO_FORMATS))
-                .field("width", gst::IntRange::new(1, i32::MAX))
-                .field("height", gst::IntRange::new(1, i32::MAX))
-                .field("framerate", gst::FractionRange::new((0, 1), (i32::MAX, 1)))
-                .build();
+            let video = crate::frame::video_caps();
             vec![
                 gst::PadTemplate::new(
                     "src",

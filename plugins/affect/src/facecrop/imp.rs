@@ -253,12 +253,7 @@ pub struct AffectFaceCrop {
 
 impl AffectFaceCrop {
     fn sink_caps() -> gst::Caps {
-        gst::Caps::builder("video/x-raw")
-            .field("format", gst::List::new(crate::frame::VIDEO_FORMATS))
-            .field("width", gst::IntRange::new(1, i32::MAX))
-            .field("height", gst::IntRange::new(1, i32::MAX))
-            .field("framerate", gst::FractionRange::new((0, 1), (i32::MAX, 1)))
-            .build()
+        crate::frame::video_caps()
     }
 
     fn crop_caps(size: Option<u32>) -> gst::Caps {
