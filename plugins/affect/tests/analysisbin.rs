@@ -348,3 +348,40 @@ fn the_bin_runs_again_after_stopping() {
     pipeline.set_state(gst::State::Null).unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The proxied properties reach the inner elements and read back from them, with
+/// affectinfer's defaults.
+#[test]
+fn proxied_properties_are_those_of_the_inner_elements() {
+    init();
+    let bin = gst::ElementFactory::make("affectanalysisbin")
+        .build()
+        .unwrap();
+    let infer = bin
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("infer")
+        .unwrap();
+    let defaults = gst::ElementFactory::make("affectinfer").build().unwrap();
+    for name in ["batch-size", "max-latency"] {
+        assert_eq!(
+            bin.property::<u32>(name),
+            defaults.property::<u32>(name),
+            "default {name}"
+        );
+    }
+    bin.set_property("batch-size", 4u32);
+    bin.set_property("max-latency", 25u32);
+    bin.set_property("post-messages", true);
+    bin.set_property("model", "m.onnx");
+    assert_eq!(infer.property::<u32>("batch-size"), 4);
+    assert_eq!(infer.property::<u32>("max-latency"), 25);
+    assert!(infer.property::<bool>("post-messages"));
+    assert_eq!(bin.property::<u32>("batch-size"), 4);
+    assert_eq!(
+        bin.property::<Option<String>>("model").as_deref(),
+        Some("m.onnx")
+    );
+    bin.set_property("detector", "full-frame");
+    assert_eq!(bin.property::<String>("detector"), "full-frame");
+}

@@ -65,6 +65,9 @@ fn pace_audio(pipeline: &gst::Pipeline, stop: Arc<AtomicBool>) -> std::thread::J
             {
                 break c;
             }
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
             std::thread::sleep(Duration::from_millis(1));
         };
         let base = pipeline.base_time().unwrap();

@@ -13,19 +13,16 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_DETECTOR: &str = "haar";
-const DEFAULT_POST_MESSAGES: bool = false;
-const DEFAULT_BATCH_SIZE: u32 = 16;
-const DEFAULT_MAX_LATENCY: u32 = 10;
+// The numbers and the flag go straight to affectinfer and are read back from it: its
+// defaults are the bin's.
+use crate::infer::imp::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_LATENCY_MS, DEFAULT_POST_MESSAGES};
 const DEFAULT_EXECUTION_PROVIDER: &str = "cpu";
 const DEFAULT_AUDIO_MISSING: &str = "silence";
 
 #[derive(Debug, Clone)]
 struct Settings {
-    model: Option<String>,
+    /// The enum properties as the user named them (a rejected nick is kept to be reported).
     detector: String,
-    post_messages: bool,
-    batch_size: u32,
-    max_latency: u32,
     execution_provider: String,
     audio_missing: String,
     /// Enum properties set to a value the inner element does not have, with the reason: the
@@ -36,11 +33,7 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            model: None,
             detector: DEFAULT_DETECTOR.into(),
-            post_messages: DEFAULT_POST_MESSAGES,
-            batch_size: DEFAULT_BATCH_SIZE,
-            max_latency: DEFAULT_MAX_LATENCY,
             execution_provider: DEFAULT_EXECUTION_PROVIDER.into(),
             audio_missing: DEFAULT_AUDIO_MISSING.into(),
             rejected: Vec::new(),
@@ -508,7 +501,7 @@ impl ObjectImpl for AffectAnalysisBin {
                     .nick("Maximum batching latency")
                     .blurb("Milliseconds a face may wait for a batch to fill (affectinfer max-latency)")
                     .maximum(60_000)
-                    .default_value(DEFAULT_MAX_LATENCY)
+                    .default_value(DEFAULT_MAX_LATENCY_MS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("execution-provider")
@@ -532,23 +525,7 @@ impl ObjectImpl for AffectAnalysisBin {
         let mut settings = self.settings();
         let name = pspec.name();
         match name {
-            "model" => {
-                let model = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream");
-                self.infer.set_property("model", model.as_deref());
-                settings.model = model;
-            }
-            "post-messages" => {
-                settings.post_messages = value.get().expect("type checked upstream");
-                self.infer.set_property_from_value(name, value);
-            }
-            "batch-size" => {
-                settings.batch_size = value.get().expect("type checked upstream");
-                self.infer.set_property_from_value(name, value);
-            }
-            "max-latency" => {
-                settings.max_latency = value.get().expect("type checked upstream");
+            "model" | "post-messages" | "batch-size" | "max-latency" => {
                 self.infer.set_property_from_value(name, value);
             }
             "detector" | "execution-provider" | "audio-missing" => {
@@ -582,11 +559,10 @@ impl ObjectImpl for AffectAnalysisBin {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let s = self.settings();
         match pspec.name() {
-            "model" => s.model.to_value(),
+            name @ ("model" | "post-messages" | "batch-size" | "max-latency") => {
+                self.infer.property_value(name)
+            }
             "detector" => s.detector.to_value(),
-            "post-messages" => s.post_messages.to_value(),
-            "batch-size" => s.batch_size.to_value(),
-            "max-latency" => s.max_latency.to_value(),
             "execution-provider" => s.execution_provider.to_value(),
             "audio-missing" => s.audio_missing.to_value(),
             other => unreachable!("unknown property {other}"),

@@ -28,10 +28,10 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const DEFAULT_DEVICE_ID: i32 = 0;
 const DEFAULT_INTRA_OP_THREADS: u32 = 0;
 const DEFAULT_FALLBACK_TO_CPU: bool = false;
-const DEFAULT_BATCH_SIZE: u32 = 16;
-const DEFAULT_MAX_LATENCY_MS: u32 = 10;
+pub(crate) const DEFAULT_BATCH_SIZE: u32 = 16;
+pub(crate) const DEFAULT_MAX_LATENCY_MS: u32 = 10;
 const DEFAULT_SMOOTHING: f64 = 0.0;
-const DEFAULT_POST_MESSAGES: bool = false;
+pub(crate) const DEFAULT_POST_MESSAGES: bool = false;
 
 /// Seconds of spectrogram kept beyond the model's window, for audio that runs ahead.
 const AUDIO_SLACK_SECONDS: f64 = 5.0;

@@ -17,7 +17,7 @@ use gst::glib;
 use gst::prelude::*;
 
 pub mod bench;
-mod imp;
+pub(crate) mod imp;
 
 glib::wrapper! {
     pub struct AffectInfer(ObjectSubclass<imp::AffectInfer>)
