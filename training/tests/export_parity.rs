@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use affect_core::contract::{ModelContract, TensorSpec, io};
 use affect_core::testutil::{read_f32, run_python, scratch_dir, write_f32};
@@ -50,6 +50,15 @@ fn environment() -> &'static Environment {
             .build()
             .expect("ONNX Runtime environment")
     })
+}
+
+/// Runs the calling test alone among this file's tests: libtorch's random generator is one for
+/// the process, and tests running in parallel would draw each other's weights and inputs
+/// (`build` seeds it), making every figure depend on thread timing.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn tiny(backbone: BackboneKind, width: i64) -> NetworkConfig {
@@ -382,31 +391,37 @@ fn parity(label: &str, cfg: &NetworkConfig) {
 
 #[test]
 fn resnet18_matches_libtorch() {
+    let _serial = serial();
     parity("resnet18", &tiny(BackboneKind::Resnet18, 8));
 }
 
 #[test]
 fn resnet50_matches_libtorch() {
+    let _serial = serial();
     parity("resnet50", &tiny(BackboneKind::Resnet50, 4));
 }
 
 #[test]
 fn vgg16_matches_libtorch() {
+    let _serial = serial();
     parity("vgg16", &tiny(BackboneKind::Vgg16, 4));
 }
 
 #[test]
 fn sphereface20_matches_libtorch() {
+    let _serial = serial();
     parity("sphereface20", &tiny(BackboneKind::Sphereface20, 4));
 }
 
 #[test]
 fn mobilefacenet_matches_libtorch() {
+    let _serial = serial();
     parity("mobilefacenet", &tiny(BackboneKind::Mobilefacenet, 16));
 }
 
 #[test]
 fn audio_visual_gru_arcface_matches_libtorch_over_steps() {
+    let _serial = serial();
     let mut cfg = tiny(BackboneKind::Mobilefacenet, 16);
     cfg.audio = true;
     cfg.temporal = true;
@@ -416,6 +431,7 @@ fn audio_visual_gru_arcface_matches_libtorch_over_steps() {
 
 #[test]
 fn audio_visual_gru_with_frame_skip_matches_libtorch_over_steps() {
+    let _serial = serial();
     let mut cfg = tiny(BackboneKind::Mobilefacenet, 16);
     cfg.audio = true;
     cfg.temporal = true;
@@ -425,6 +441,7 @@ fn audio_visual_gru_with_frame_skip_matches_libtorch_over_steps() {
 
 #[test]
 fn cnn_rnn_resnet18_matches_libtorch_over_steps() {
+    let _serial = serial();
     let mut cfg = tiny(BackboneKind::Resnet18, 8);
     cfg.temporal = true;
     parity("resnet18-gru", &cfg);
@@ -432,6 +449,7 @@ fn cnn_rnn_resnet18_matches_libtorch_over_steps() {
 
 #[test]
 fn fp16_export_keeps_f32_io_and_close_outputs() {
+    let _serial = serial();
     let mut cfg = tiny(BackboneKind::Mobilefacenet, 16);
     cfg.audio = true;
     cfg.temporal = true;
@@ -467,6 +485,7 @@ fn fp16_export_keeps_f32_io_and_close_outputs() {
 /// must give the same heads, with and without the frame skip.
 #[test]
 fn clip_forward_equals_stepping() {
+    let _serial = serial();
     for skip in [false, true] {
         let mut cfg = tiny(BackboneKind::Mobilefacenet, 16);
         cfg.audio = true;
