@@ -10,7 +10,8 @@
 # Usage: ./setup.sh [--gpu] [--train] [--no-build]
 #   --gpu       ONNX Runtime with the CUDA execution provider (onnxruntime-gpu and its
 #               CUDA 13 / cuDNN runtime wheels) instead of the CPU build
-#   --train     also PyTorch (torch==2.11.0), which the training crate links against
+#   --train     also PyTorch (torch==2.11.0), which the training crate links against, and
+#               facenet-pytorch (the peer MTCNN, and the wheel its weights are imported from)
 #   --no-build  stop before building
 set -euo pipefail
 
@@ -86,6 +87,9 @@ if [ "$TRAIN" = 1 ]; then
   "${PIP[@]}" "torch==$TORCH_VERSION"
   # .cargo/config.toml points LIBTORCH here, so `cargo build --features torch` links this
   # wheel's libtorch without further set-up.
+  # The peer MTCNN (facenet-pytorch) and the source of the MTCNN weights: its wheel pins an
+  # old torch, so it and the torchvision matching ours are installed without dependencies.
+  "${PIP[@]}" --no-deps "facenet-pytorch==2.6.0" "torchvision==0.26.0"
   TORCH_DIR=$(.venv/bin/python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
   ln -sfn "$TORCH_DIR" .venv/libtorch
   echo "libtorch for the training crate: .venv/libtorch -> $TORCH_DIR"

@@ -18,14 +18,16 @@
 
 pub mod data;
 pub mod eval;
+/// ONNX writing (always) and the export of trained networks (`torch`).
+pub mod export;
+/// Pretrained third-party networks turned into ONNX files (`affect-train import`).
+pub mod import;
 pub mod onnx_predict;
 pub mod rng;
 pub mod synth;
 pub mod testutil;
 
-// The networks, their losses, training and ONNX export (libtorch).
-#[cfg(feature = "torch")]
-pub mod export;
+// The networks, their losses and training (libtorch).
 #[cfg(feature = "torch")]
 pub mod loss;
 #[cfg(feature = "torch")]

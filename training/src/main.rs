@@ -100,6 +100,47 @@ enum Command {
         #[arg(long)]
         fp16: bool,
     },
+    /// Turn a pretrained third-party network into ONNX files.
+    Import {
+        #[command(subcommand)]
+        network: Import,
+    },
+}
+
+#[derive(Subcommand)]
+enum Import {
+    /// MTCNN face detector from the facenet-pytorch wheel (MIT licence): writes
+    /// mtcnn-pnet.onnx, mtcnn-rnet.onnx and mtcnn-onet.onnx.
+    Mtcnn {
+        /// The facenet-pytorch wheel (`pip download facenet-pytorch==2.6.0 --no-deps`) or its
+        /// installed `facenet_pytorch` folder (default: the one in the set-up's .venv).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        #[arg(long, default_value = "models")]
+        out: PathBuf,
+    },
+}
+
+/// The `facenet_pytorch` package in a `.venv` of the current folder or of the source tree.
+fn installed_facenet() -> Result<PathBuf, String> {
+    let roots = [
+        PathBuf::from(".venv"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv"),
+    ];
+    for root in &roots {
+        let Ok(libs) = std::fs::read_dir(root.join("lib")) else {
+            continue;
+        };
+        for lib in libs.filter_map(|e| e.ok()) {
+            let pkg = lib.path().join("site-packages/facenet_pytorch");
+            if pkg.join("data/pnet.pt").is_file() {
+                return Ok(pkg);
+            }
+        }
+    }
+    Err("no facenet_pytorch package in .venv: pass --from with the facenet-pytorch wheel \
+         (pip download facenet-pytorch==2.6.0 --no-deps) or its installed folder"
+        .into())
 }
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
@@ -206,6 +247,18 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         } => {
             affect_train::export::export_checkpoint(&checkpoint, &out, fp16, None)?;
             println!("wrote {}", out.display());
+        }
+        Command::Import {
+            network: Import::Mtcnn { from, out },
+        } => {
+            let from = match from {
+                Some(p) => p,
+                None => installed_facenet()?,
+            };
+            let source = affect_train::import::WeightSource::new(&from);
+            for path in affect_train::import::mtcnn::import(&source, &out)? {
+                println!("wrote {}", path.display());
+            }
         }
     }
     Ok(())

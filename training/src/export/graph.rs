@@ -61,10 +61,14 @@ pub struct GraphBuilder {
 fn value_info(name: &str, elem_type: i32, dims: &[Option<i64>]) -> ValueInfoProto {
     let dim = dims
         .iter()
-        .map(|d| Dimension {
+        .enumerate()
+        .map(|(i, d)| Dimension {
             value: Some(match d {
                 Some(v) => DimensionValue::DimValue(*v),
-                None => DimensionValue::DimParam("N".into()),
+                // The batch axis is `N`; other free axes (an image's height and width) each
+                // have their own name, so that no two are taken to be equal.
+                None if i == 0 => DimensionValue::DimParam("N".into()),
+                None => DimensionValue::DimParam(format!("D{i}")),
             }),
         })
         .collect();

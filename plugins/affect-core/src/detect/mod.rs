@@ -11,6 +11,7 @@
 //! `x1 <= x < x2`, so its width is `x2 - x1`.
 
 pub mod haar;
+pub mod mtcnn;
 pub mod scrfd;
 pub mod ultraface;
 pub mod yunet;
