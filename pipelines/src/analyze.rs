@@ -29,10 +29,13 @@ pub const VIDEO_EXTENSIONS: &[&str] = &[
     "3gp",
 ];
 
+/// Photographs taken from folders: each is analysed as a one-frame video, one row per face.
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
+
 /// Options of `affect analyze`.
 #[derive(clap::Args)]
 pub struct AnalyzeOptions {
-    /// Video files, or folders searched for videos (recursively).
+    /// Video files and photographs (JPEG, PNG), or folders searched for them (recursively).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Folder for the outputs.
@@ -41,8 +44,9 @@ pub struct AnalyzeOptions {
     /// ONNX model of the affect contract (default: models/affect-default.onnx).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Face detector: haar, onnx:FILE (YuNet/SCRFD/UltraFace) or full-frame.
-    #[arg(long, default_value = "haar")]
+    /// Face detector: auto (MTCNN when its files are installed, else Haar), mtcnn, haar,
+    /// onnx:FILE (YuNet/SCRFD/UltraFace) or full-frame.
+    #[arg(long, default_value = "auto")]
     pub detector: Detector,
     /// Videos analysed at the same time.
     #[arg(short, long, default_value_t = 1)]
@@ -57,6 +61,9 @@ pub struct AnalyzeOptions {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct VideoSummary {
     pub input: PathBuf,
+    /// A photograph (one frame, no timeline) rather than a video.
+    #[serde(default)]
+    pub image: bool,
     pub frames: usize,
     pub face_rows: usize,
     pub tracks: usize,
@@ -80,10 +87,19 @@ pub struct Task {
     pub name: String,
 }
 
-fn is_video(path: &Path) -> bool {
+fn has_extension(path: &Path, extensions: &[&str]) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        .is_some_and(|e| extensions.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn is_video(path: &Path) -> bool {
+    has_extension(path, VIDEO_EXTENSIONS)
+}
+
+/// Whether `path` names a photograph (by its extension).
+pub fn is_image(path: &Path) -> bool {
+    has_extension(path, IMAGE_EXTENSIONS)
 }
 
 fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), String> {
@@ -93,7 +109,7 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), String> {
     for path in paths {
         if path.is_dir() {
             walk(&path, found)?;
-        } else if is_video(&path) {
+        } else if is_video(&path) || is_image(&path) {
             found.push(path);
         }
     }
@@ -178,6 +194,10 @@ impl Outputs {
             (&self.partial_summary, &self.summary),
             (&self.partial_table, &self.table),
         ] {
+            // A photograph has no timeline plot.
+            if from == &self.partial_plot && !from.exists() {
+                continue;
+            }
             fs::rename(from, to).map_err(|e| {
                 format!("cannot rename {} to {}: {e}", from.display(), to.display())
             })?;
@@ -217,6 +237,7 @@ fn summarise(input: &Path, outcome: &Outcome) -> (VideoSummary, Series) {
     });
     let summary = VideoSummary {
         input: input.to_path_buf(),
+        image: is_image(input),
         frames: outcome.frames.len(),
         face_rows: n,
         tracks: counts.len(),
@@ -255,6 +276,14 @@ fn analyse(
             return Err("the pipeline delivered no video frames".to_string());
         }
         let (summary, series) = summarise(&task.input, &outcome);
+        if summary.image {
+            let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
+            fs::write(&outputs.partial_summary, json + "\n").map_err(|e| {
+                format!("cannot write {}: {e}", outputs.partial_summary.display())
+            })?;
+            outputs.commit()?;
+            return Ok(summary);
+        }
         let duration = media
             .duration
             .map(|d| d.as_secs_f64())
@@ -340,7 +369,7 @@ pub fn run(options: &AnalyzeOptions) -> Result<Vec<(Task, Status)>, String> {
         .map_err(|e| format!("cannot create {}: {e}", options.out.display()))?;
     let tasks = collect(&options.inputs)?;
     if tasks.is_empty() {
-        return Err("the inputs hold no video files".into());
+        return Err("the inputs hold no video or image files".into());
     }
 
     let multi = MultiProgress::new();
@@ -458,5 +487,24 @@ pub fn table(results: &[(Task, Status)]) -> String {
             )),
         }
     }
+    let summaries: Vec<&VideoSummary> = results
+        .iter()
+        .filter_map(|(_, s)| match s {
+            Status::Done(s) | Status::Skipped(s) => Some(s),
+            Status::Failed(_) => None,
+        })
+        .collect();
+    let images = summaries.iter().filter(|s| s.image).count();
+    let failed = results.len() - summaries.len();
+    lines.push(format!(
+        "{} videos, {images} images, {} face rows{}",
+        summaries.len() - images,
+        summaries.iter().map(|s| s.face_rows).sum::<usize>(),
+        if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        }
+    ));
     lines.join("\n")
 }

@@ -273,7 +273,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoScores, String> {
     let job = Job {
         input: files.video.clone(),
         model: model.clone(),
-        detector: Detector::Haar,
+        detector: Detector::Auto,
         audio: true,
         tables: vec![
             (Format::Csv, files.csv.clone()),

@@ -24,6 +24,10 @@ use gstaffect::meta;
 /// Where the faces come from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Detector {
+    /// MTCNN when its files are installed (they are in the source tree), else Haar.
+    Auto,
+    /// The MTCNN face detector with five landmarks (`models/mtcnn-*.onnx`).
+    Mtcnn,
     /// `affectfacecrop`'s built-in Haar cascade (no model file needed).
     Haar,
     /// An ONNX face detector of the YuNet, SCRFD or UltraFace layout.
@@ -37,12 +41,14 @@ impl FromStr for Detector {
 
     fn from_str(s: &str) -> Result<Detector, String> {
         match s {
+            "auto" => Ok(Detector::Auto),
+            "mtcnn" => Ok(Detector::Mtcnn),
             "haar" => Ok(Detector::Haar),
             "full-frame" => Ok(Detector::FullFrame),
             _ => match s.strip_prefix("onnx:") {
                 Some(file) if !file.is_empty() => Ok(Detector::Onnx(PathBuf::from(file))),
                 _ => Err(format!(
-                    "unknown detector {s:?}: use haar, full-frame or onnx:FILE"
+                    "unknown detector {s:?}: use auto, mtcnn, haar, full-frame or onnx:FILE"
                 )),
             },
         }
@@ -52,6 +58,8 @@ impl FromStr for Detector {
 impl fmt::Display for Detector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Detector::Auto => write!(f, "auto"),
+            Detector::Mtcnn => write!(f, "mtcnn"),
             Detector::Haar => write!(f, "haar"),
             Detector::FullFrame => write!(f, "full-frame"),
             Detector::Onnx(p) => write!(f, "onnx:{}", p.display()),
@@ -176,6 +184,8 @@ impl Job {
     /// The `gst-launch-1.0` description of the job (what the scripts run too).
     pub fn description(&self) -> String {
         let detector = match &self.detector {
+            Detector::Auto => "detector=auto".to_string(),
+            Detector::Mtcnn => "detector=mtcnn".to_string(),
             Detector::Haar => "detector=haar".to_string(),
             Detector::FullFrame => "detector=full-frame".to_string(),
             Detector::Onnx(p) => format!("detector=onnx detector-model={}", quote(p)),

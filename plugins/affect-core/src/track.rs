@@ -8,6 +8,10 @@
 //! keeps its id through them); one more and it is dropped. A tentative track dies on its
 //! first miss.
 //!
+//! With [`TrackerParams::confirm_at_start`], the faces of the first detector frame (of a new
+//! tracker, or after [`IouTracker::reset`]) are reported at once: a photo, or the first frame
+//! of a stream, has no earlier frames to confirm them with, and flicker can only arise later.
+//!
 //! Frames between detector runs (`detect-interval`) call [`IouTracker::predict`]: tracks coast
 //! with their last box (moved by their velocity when `constant_velocity` is on), and nothing
 //! ages towards death, so a slow detector does not kill tracks.
@@ -25,6 +29,8 @@ pub struct TrackerParams {
     /// Predict each track's box by its last observed velocity before matching and while
     /// coasting; keeps the ids of faces that cross each other.
     pub constant_velocity: bool,
+    /// Report the faces of the first detector frame at once (see the module documentation).
+    pub confirm_at_start: bool,
 }
 
 impl Default for TrackerParams {
@@ -34,6 +40,7 @@ impl Default for TrackerParams {
             min_hits: 3,
             max_misses: 10,
             constant_velocity: true,
+            confirm_at_start: false,
         }
     }
 }
@@ -105,6 +112,8 @@ pub struct IouTracker {
     params: TrackerParams,
     tracks: Vec<Track>,
     last_id: u64,
+    /// Whether a detector frame was seen since creation or the last reset.
+    started: bool,
 }
 
 impl IouTracker {
@@ -113,6 +122,7 @@ impl IouTracker {
             params,
             tracks: Vec::new(),
             last_id: 0,
+            started: false,
         }
     }
 
@@ -123,6 +133,7 @@ impl IouTracker {
     /// Forgets every track; ids keep counting up so they stay unique over the stream.
     pub fn reset(&mut self) {
         self.tracks.clear();
+        self.started = false;
     }
 
     /// A frame the detector ran on: matches, births and deaths. Returns the confirmed tracks,
@@ -207,13 +218,14 @@ impl IouTracker {
                 misses: 0,
                 frames_since_detection: 0,
             };
-            if self.params.min_hits <= 1 {
+            if self.params.min_hits <= 1 || (self.params.confirm_at_start && !self.started) {
                 self.last_id += 1;
                 t.id = self.last_id;
             }
             kept.push(t);
         }
         self.tracks = kept;
+        self.started = true;
         self.report()
     }
 
@@ -259,6 +271,30 @@ mod tests {
             .iter()
             .find(|f| (f.bbox[0] - x).abs() < 1e-3)
             .map(|f| f.id)
+    }
+
+    #[test]
+    fn faces_of_the_first_frame_are_reported_at_once_when_asked() {
+        let params = TrackerParams {
+            confirm_at_start: true,
+            ..TrackerParams::default()
+        };
+        let mut tr = IouTracker::new(params);
+        let out = tr.update(&[face(100.0, 100.0, 80.0), face(300.0, 100.0, 60.0)]);
+        assert_eq!(ids(&out), vec![1, 2]);
+        // Later births still need min_hits frames: a blip on frame 2 is not reported.
+        let out = tr.update(&[
+            face(100.0, 100.0, 80.0),
+            face(300.0, 100.0, 60.0),
+            face(500.0, 0.0, 50.0),
+        ]);
+        assert_eq!(ids(&out), vec![1, 2]);
+        // After a reset (a seek, a new resolution) the next frame is a first frame again.
+        tr.reset();
+        assert_eq!(ids(&tr.update(&[face(10.0, 10.0, 40.0)])), vec![3]);
+        // Without the option, the first frame waits like any other.
+        let mut tr = IouTracker::new(TrackerParams::default());
+        assert!(tr.update(&[face(100.0, 100.0, 80.0)]).is_empty());
     }
 
     #[test]

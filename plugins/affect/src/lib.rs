@@ -16,6 +16,7 @@ mod frame;
 mod infer;
 pub use infer::bench;
 pub mod meta;
+pub mod mtcnn;
 mod overlay;
 pub mod session;
 mod sink;

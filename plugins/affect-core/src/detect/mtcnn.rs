@@ -64,7 +64,8 @@ pub const ONET_SIZE: usize = 48;
 /// The cascade's settings (facenet-pytorch's defaults).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MtcnnParams {
-    /// Smallest face side searched for, in pixels of the image the pyramid is built on.
+    /// Smallest face side searched for, in frame pixels (at least 12; on a downscaled copy,
+    /// at least 12 pixels of the copy).
     pub min_face_size: f64,
     /// Scale between pyramid levels.
     pub factor: f64,
@@ -309,23 +310,15 @@ impl Mtcnn {
 
     /// The pyramid scales for an `h x w` image, as facenet-pytorch computes them.
     pub fn scales(&self, height: usize, width: usize) -> Vec<f64> {
-        let m = CELL as f64 / self.params.min_face_size;
-        let mut minl = height.min(width) as f64 * m;
-        let mut scale = m;
-        let mut scales = Vec::new();
-        while minl >= CELL as f64 {
-            scales.push(scale);
-            scale *= self.params.factor;
-            minl *= self.params.factor;
-        }
-        scales
+        scales(height, width, self.params.min_face_size, self.params.factor)
     }
 
+
     /// The faces of `frame`, sorted by descending score. With `detect_width` below the frame's
-    /// width, the pyramid is built on a copy of the frame scaled to that width (faces smaller
-    /// than `min_face_size` pixels *of the copy* are not searched for), while R-Net and
-    /// O-Net still read their crops from the full frame; boxes and landmarks are in frame
-    /// pixels either way.
+    /// width, the pyramid is built on a copy of the frame scaled to that width (so faces
+    /// smaller than 12 pixels of the copy are not searched for), while R-Net and O-Net still
+    /// read their crops from the full frame; boxes and landmarks are in frame pixels either
+    /// way.
     pub fn detect(
         &mut self,
         nets: &mut impl MtcnnNets,
@@ -336,7 +329,16 @@ impl Mtcnn {
             return Ok(Vec::new());
         }
         let candidates = match detect_width.filter(|&dw| dw > 0 && dw < frame.width) {
-            None => self.propose(nets, frame.data, frame.stride, frame.width, frame.height)?,
+            None => {
+                let min_face = self.params.min_face_size;
+                self.propose(
+                    nets,
+                    (frame.data, frame.stride),
+                    frame.width,
+                    frame.height,
+                    min_face,
+                )?
+            }
             Some(dw) => {
                 let k = dw as f64 / frame.width as f64;
                 let (sw, sh) = (dw, ((frame.height as f64 * k).round() as usize).max(1));
@@ -352,7 +354,8 @@ impl Mtcnn {
                     &mut small,
                     false,
                 );
-                let found = self.propose(nets, &small, sw * 3, sw, sh);
+                let min_face = (self.params.min_face_size * k).max(CELL as f64);
+                let found = self.propose(nets, (&small, sw * 3), sw, sh, min_face);
                 self.small = small;
                 // Back to frame pixels, through the copy's exact per-axis scale.
                 let (fx, fy) = (
@@ -384,12 +387,12 @@ impl Mtcnn {
     fn propose<T: Copy + Into<f32>>(
         &mut self,
         nets: &mut impl MtcnnNets,
-        src: &[T],
-        stride: usize,
+        (src, stride): (&[T], usize),
         w: usize,
         h: usize,
+        min_face: f64,
     ) -> Result<Vec<Candidate>, MtcnnError> {
-        let scales = self.scales(h, w);
+        let scales = scales(h, w, min_face, self.params.factor);
         let mut all = Vec::new();
         // Sized for the first (largest) level once: later levels reuse the buffer.
         if let Some(&s) = scales.first() {
@@ -577,6 +580,20 @@ impl Mtcnn {
         }
         kept
     }
+}
+
+/// Pyramid scales: `12 / min_face * factor^k` while the shorter side stays at least 12.
+fn scales(height: usize, width: usize, min_face: f64, factor: f64) -> Vec<f64> {
+    let m = CELL as f64 / min_face;
+    let mut minl = height.min(width) as f64 * m;
+    let mut scale = m;
+    let mut scales = Vec::new();
+    while minl >= CELL as f64 {
+        scales.push(scale);
+        scale *= factor;
+        minl *= factor;
+    }
+    scales
 }
 
 fn check(

@@ -3,6 +3,7 @@ use std::sync::{LazyLock, Mutex};
 
 use affect_core::align::{self, RgbImage};
 use affect_core::detect::haar::{HaarCascade, HaarDetector, HaarParams};
+use affect_core::detect::mtcnn::{Mtcnn, MtcnnParams, RgbFrame};
 use affect_core::detect::{
     DetectParams, Detection, DetectorLayout, OutputInfo, TensorView, iou, nms,
 };
@@ -18,7 +19,9 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::VideoRegionOfInterestMeta;
 
+use crate::infer::imp::ExecutionProvider;
 use crate::meta::Face;
+use crate::mtcnn::OrtMtcnn;
 use crate::session::{self, Provider, SessionOptions};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -44,6 +47,13 @@ const DEFAULT_CROP_SIZE: u32 = 112;
 const DEFAULT_TRACK_ID: i64 = -1;
 const DEFAULT_BOX_MARGIN: f64 = 0.2;
 const DEFAULT_ESTIMATE_LANDMARKS: bool = true;
+const DEFAULT_DEVICE_ID: i32 = 0;
+/// `detect-width` that means "automatic": frames wider than [`AUTO_DETECT_WIDTH`] are
+/// searched on a copy of that width.
+const DEFAULT_DETECT_WIDTH: i32 = -1;
+/// The width MTCNN's pyramid is built at for wide frames by default: at 1280x720 it keeps
+/// four faces at 25 frames/s on two cores (see the README's detector benchmark).
+const AUTO_DETECT_WIDTH: usize = 640;
 
 #[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
@@ -73,6 +83,16 @@ pub enum DetectorKind {
     Haar = 2,
     #[enum_value(name = "The whole frame, or the region property", nick = "full-frame")]
     FullFrame = 3,
+    #[enum_value(
+        name = "MTCNN face detector with five landmarks (models/mtcnn-*.onnx)",
+        nick = "mtcnn"
+    )]
+    Mtcnn = 4,
+    #[enum_value(
+        name = "MTCNN when its model files are found, else the Haar cascade",
+        nick = "auto"
+    )]
+    Auto = 5,
 }
 
 #[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
@@ -106,13 +126,17 @@ struct Settings {
     box_margin: f64,
     estimate_landmarks: bool,
     no_face: NoFace,
+    mtcnn_models: Option<PathBuf>,
+    detect_width: i32,
+    execution_provider: ExecutionProvider,
+    device_id: i32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             mode: Mode::Annotate,
-            detector: DetectorKind::Haar,
+            detector: DetectorKind::Auto,
             detector_model: None,
             haar_cascade: DEFAULT_HAAR_CASCADE.into(),
             region: None,
@@ -130,6 +154,10 @@ impl Default for Settings {
             box_margin: DEFAULT_BOX_MARGIN,
             estimate_landmarks: DEFAULT_ESTIMATE_LANDMARKS,
             no_face: NoFace::Drop,
+            mtcnn_models: None,
+            detect_width: DEFAULT_DETECT_WIDTH,
+            execution_provider: ExecutionProvider::Cpu,
+            device_id: DEFAULT_DEVICE_ID,
         }
     }
 }
@@ -141,6 +169,19 @@ impl Settings {
             nms_iou: self.nms_iou as f32,
             max_faces: self.max_faces as usize,
             min_face_size: self.min_face_size as f32,
+        }
+    }
+
+    fn session_options(&self) -> SessionOptions {
+        SessionOptions {
+            provider: match self.execution_provider {
+                ExecutionProvider::Cpu => Provider::Cpu,
+                ExecutionProvider::Cuda => Provider::Cuda {
+                    device_id: self.device_id,
+                },
+            },
+            intra_op_threads: 0,
+            fallback_to_cpu: false,
         }
     }
 }
@@ -184,11 +225,18 @@ struct OnnxDetector {
     input: Vec<f32>,
 }
 
+/// The MTCNN cascade and its networks.
+struct MtcnnDetector {
+    cascade: Mtcnn,
+    nets: OrtMtcnn,
+}
+
 enum Finder {
     Upstream,
     FullFrame { region: Option<[f32; 4]> },
     Haar(Box<HaarDetector>),
     Onnx(Box<OnnxDetector>),
+    Mtcnn(Box<MtcnnDetector>),
 }
 
 impl Finder {
@@ -199,7 +247,7 @@ impl Finder {
         match self {
             Finder::Haar(_) => BoxLandmarkPrior::HAAR_FRONTAL_DEFAULT,
             Finder::FullFrame { .. } => BoxLandmarkPrior::ARCFACE_CROP,
-            Finder::Upstream | Finder::Onnx(_) => BoxLandmarkPrior::GENERIC,
+            Finder::Upstream | Finder::Onnx(_) | Finder::Mtcnn(_) => BoxLandmarkPrior::GENERIC,
         }
     }
 }
@@ -238,6 +286,8 @@ struct State {
     detect_params: DetectParams,
     /// Input format, set by caps.
     layout: Option<FrameLayout>,
+    /// Width of the copy MTCNN searches (None: the frame itself), set by caps.
+    detect_width: Option<usize>,
     frame_index: u64,
     /// Scratch frames reused across buffers.
     rgb: Vec<u8>,
@@ -269,8 +319,74 @@ impl AffectFaceCrop {
             .build()
     }
 
+    /// The folders searched for the MTCNN files when `mtcnn-models` is not set.
+    fn mtcnn_search_path(&self) -> Vec<PathBuf> {
+        let plugin_file = self
+            .obj()
+            .factory()
+            .and_then(|f| f.plugin())
+            .and_then(|p| p.filename());
+        crate::mtcnn::search_path(plugin_file.as_deref())
+    }
+
+    fn load_mtcnn(&self, s: &Settings, dir: &std::path::Path) -> Result<Finder, gst::ErrorMessage> {
+        let cascade = Mtcnn::new(MtcnnParams {
+            min_face_size: f64::from(s.min_face_size).max(12.0),
+            ..MtcnnParams::default()
+        })
+        .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+        let nets = OrtMtcnn::open(dir, &s.session_options()).map_err(|e| {
+            gst::error_msg!(gst::ResourceError::OpenRead, ["MTCNN face detector: {}", e])
+        })?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "MTCNN from {} on {}",
+            dir.display(),
+            nets.provider
+        );
+        Ok(Finder::Mtcnn(Box::new(MtcnnDetector { cascade, nets })))
+    }
+
     fn load_finder(&self, s: &Settings) -> Result<Finder, gst::ErrorMessage> {
+        if s.detect_width == 0 {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ["detect-width must be -1 (automatic) or a width in pixels, got 0"]
+            ));
+        }
         Ok(match s.detector {
+            DetectorKind::Mtcnn | DetectorKind::Auto => {
+                let searched = match &s.mtcnn_models {
+                    Some(dir) => vec![dir.clone()],
+                    None => self.mtcnn_search_path(),
+                };
+                match crate::mtcnn::find(&searched) {
+                    Some(dir) => return self.load_mtcnn(s, &dir),
+                    None if s.detector == DetectorKind::Mtcnn || s.mtcnn_models.is_some() => {
+                        return Err(gst::error_msg!(
+                            gst::ResourceError::NotFound,
+                            [
+                                "MTCNN face detector: no folder holds mtcnn-pnet.onnx, \
+                                 mtcnn-rnet.onnx and mtcnn-onet.onnx (searched {}); set \
+                                 mtcnn-models, or make them with `affect-train import mtcnn`",
+                                searched
+                                    .iter()
+                                    .map(|p| p.display().to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ]
+                        ));
+                    }
+                    None => {
+                        gst::info!(CAT, imp = self, "No MTCNN files found: Haar cascade");
+                        return self.load_finder(&Settings {
+                            detector: DetectorKind::Haar,
+                            ..s.clone()
+                        });
+                    }
+                }
+            }
             DetectorKind::Upstream => Finder::Upstream,
             DetectorKind::FullFrame => Finder::FullFrame {
                 region: s
@@ -313,12 +429,7 @@ impl AffectFaceCrop {
                         ["detector=onnx needs the detector-model property (an ONNX face detector file)"]
                     )
                 })?;
-                let options = SessionOptions {
-                    provider: Provider::Cpu,
-                    intra_op_threads: 0,
-                    fallback_to_cpu: false,
-                };
-                let (session, _) = session::open(&path, &options).map_err(|e| {
+                let (session, _) = session::open(&path, &s.session_options()).map_err(|e| {
                     gst::error_msg!(gst::ResourceError::OpenRead, ["Face detector: {}", e])
                 })?;
                 let input = session.inputs().first().ok_or_else(|| {
@@ -412,6 +523,25 @@ impl AffectFaceCrop {
                     state.detect_params.nms_iou,
                     state.detect_params.max_faces,
                 ))
+            }
+            Finder::Mtcnn(det) => {
+                let (rgb, stride): (&[u8], usize) = if layout.is_rgb() {
+                    (&data[layout.offsets[0]..], layout.strides[0])
+                } else {
+                    pixels::to_rgb(data, layout, &mut state.rgb).map_err(|e| e.to_string())?;
+                    (&state.rgb, layout.width * 3)
+                };
+                let frame = RgbFrame::new(rgb, layout.width, layout.height, stride)
+                    .map_err(|e| e.to_string())?;
+                let mut faces = det
+                    .cascade
+                    .detect(&mut det.nets, frame, state.detect_width)
+                    .map_err(|e| e.to_string())?;
+                // The cascade suppressed overlaps itself; the element's limits still apply.
+                let params = &state.detect_params;
+                faces.retain(|f| f.score >= params.score_threshold);
+                faces.truncate(params.max_faces);
+                Ok(faces)
             }
             Finder::Onnx(det) => {
                 let rgb: &[u8] = if layout.is_rgb() {
@@ -519,9 +649,36 @@ impl ObjectImpl for AffectFaceCrop {
                     .blurb("annotate: pass the video through with face metadata; crop: output the aligned crop of one face")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default("detector", DetectorKind::Haar)
+                glib::ParamSpecEnum::builder_with_default("detector", DetectorKind::Auto)
                     .nick("Detector")
-                    .blurb("Where faces come from")
+                    .blurb("Where faces come from (auto: MTCNN when its files are found, else Haar)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("mtcnn-models")
+                    .nick("MTCNN models")
+                    .blurb("Folder of mtcnn-pnet.onnx, mtcnn-rnet.onnx and mtcnn-onet.onnx (empty: \
+                            $AFFECT_MODEL_PATH, beside the plugin, the source tree)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("detect-width")
+                    .nick("Detect width")
+                    .blurb("MTCNN searches a copy of the frame scaled to this width, boxes and \
+                            landmarks mapped back (-1: frames wider than 640 at 640)")
+                    .minimum(-1)
+                    .maximum(1 << 16)
+                    .default_value(DEFAULT_DETECT_WIDTH)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("execution-provider", ExecutionProvider::Cpu)
+                    .nick("Execution provider")
+                    .blurb("Where the ONNX face detectors (MTCNN, detector=onnx) run")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt::builder("device-id")
+                    .nick("Device id")
+                    .blurb("GPU the detectors run on (execution-provider=cuda)")
+                    .minimum(0)
+                    .default_value(DEFAULT_DEVICE_ID)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("detector-model")
@@ -557,7 +714,8 @@ impl ObjectImpl for AffectFaceCrop {
                     .build(),
                 glib::ParamSpecDouble::builder("nms-iou")
                     .nick("NMS IoU")
-                    .blurb("Overlap above which the weaker of two faces is suppressed")
+                    .blurb("Overlap above which the weaker of two faces is suppressed (Haar, ONNX \
+                            detectors; MTCNN suppresses its own)")
                     .minimum(0.0)
                     .maximum(1.0)
                     .default_value(DEFAULT_NMS_IOU)
@@ -679,6 +837,12 @@ impl ObjectImpl for AffectFaceCrop {
                 s.estimate_landmarks = value.get().expect("type checked upstream")
             }
             "no-face" => s.no_face = value.get().expect("type checked upstream"),
+            "mtcnn-models" => s.mtcnn_models = path(value),
+            "detect-width" => s.detect_width = value.get().expect("type checked upstream"),
+            "execution-provider" => {
+                s.execution_provider = value.get().expect("type checked upstream")
+            }
+            "device-id" => s.device_id = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -706,6 +870,10 @@ impl ObjectImpl for AffectFaceCrop {
             "box-margin" => s.box_margin.to_value(),
             "estimate-landmarks" => s.estimate_landmarks.to_value(),
             "no-face" => s.no_face.to_value(),
+            "mtcnn-models" => path(&s.mtcnn_models).to_value(),
+            "detect-width" => s.detect_width.to_value(),
+            "execution-provider" => s.execution_provider.to_value(),
+            "device-id" => s.device_id.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -771,6 +939,8 @@ impl BaseTransformImpl for AffectFaceCrop {
             },
             max_misses: settings.track_max_misses,
             constant_velocity: true,
+            // A photo, or a stream's first frame, has no earlier frames to confirm faces.
+            confirm_at_start: true,
         });
         *self.state.lock().unwrap() = Some(State {
             landmark_prior: finder.landmark_prior(),
@@ -778,6 +948,7 @@ impl BaseTransformImpl for AffectFaceCrop {
             tracker,
             detect_params: settings.detect_params(),
             layout: None,
+            detect_width: None,
             frame_index: 0,
             rgb: Vec::new(),
             grey: Vec::new(),
@@ -835,6 +1006,24 @@ impl BaseTransformImpl for AffectFaceCrop {
             .map_err(|_| gst::loggable_error!(CAT, "Cannot parse input caps {}", incaps))?;
         let layout = frame_layout(&info)
             .ok_or_else(|| gst::loggable_error!(CAT, "Unsupported format {:?}", info.format()))?;
+        let asked = self.settings.lock().unwrap().detect_width;
+        let detect_width = match asked {
+            w if w < 0 => (layout.width > AUTO_DETECT_WIDTH).then_some(AUTO_DETECT_WIDTH),
+            w if w as usize > layout.width => {
+                gst::element_imp_error!(
+                    self,
+                    gst::LibraryError::Settings,
+                    [
+                        "detect-width={} is wider than the {}x{} frame (use -1 for automatic)",
+                        w,
+                        layout.width,
+                        layout.height
+                    ]
+                );
+                return Err(gst::loggable_error!(CAT, "detect-width {w} beyond the frame"));
+            }
+            w => Some(w as usize).filter(|&w| w < layout.width),
+        };
         let mut guard = self.state.lock().unwrap();
         let state = guard
             .as_mut()
@@ -848,6 +1037,7 @@ impl BaseTransformImpl for AffectFaceCrop {
             state.tracker.reset();
         }
         state.layout = Some(layout);
+        state.detect_width = detect_width;
         gst::debug!(CAT, imp = self, "Configured {incaps} -> {outcaps}");
         Ok(())
     }
