@@ -422,7 +422,7 @@ fn bad_detectors_fail_at_start_naming_the_problem() {
     );
 
     let err = collect(
-        "videotestsrc num-buffers=1 ! affectfacecrop haar-cascade=/nonexistent/cascade.xml ! appsink name=sink",
+        "videotestsrc num-buffers=1 ! affectfacecrop detector=haar haar-cascade=/nonexistent/cascade.xml ! appsink name=sink",
     )
     .unwrap_err();
     assert!(err.contains("/nonexistent/cascade.xml"), "{err}");
@@ -567,7 +567,7 @@ fn box_only_faces_get_estimated_landmarks_flagged_as_such() {
 fn haar_faces_get_the_haar_prior() {
     let samples = collect(&format!(
         "filesrc location={} ! pngdec ! videoconvert ! video/x-raw,format=RGB \
-         ! imagefreeze num-buffers=2 ! affectfacecrop ! appsink name=sink",
+         ! imagefreeze num-buffers=2 ! affectfacecrop detector=haar ! appsink name=sink",
         astronaut().display()
     ))
     .unwrap();

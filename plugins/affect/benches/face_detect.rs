@@ -1,0 +1,273 @@
+//! Face detectors on real photographs at 640x480, 1280x720 and 1920x1080, one core each:
+//! the Haar cascade, MTCNN on the full frame and MTCNN on a 640-wide copy, against OpenCV's
+//! `detectMultiScale` and facenet-pytorch's `MTCNN.detect` on the same frames in the same run
+//! (a Python process started by the benchmark), with the recall of each against the peer
+//! MTCNN's faces; then `affectfacecrop` with its defaults on a 1280x720 stream of four faces
+//! on all cores, as frames per second.
+//!
+//! `cargo bench -p gst-plugin-affect --bench face_detect`. `AFFECT_BENCH_REPEAT` (timed runs
+//! per detector and size, median reported, default 5) and `AFFECT_BENCH_FRAMES` (frames of the
+//! element run, default 150) change the run. Needs the set-up's `.venv` with
+//! facenet-pytorch (`./setup.sh --train`).
+
+use std::path::Path;
+use std::time::Instant;
+
+use affect_core::detect::haar::{DEBIAN_FRONTAL_FACE, HaarCascade, HaarDetector, HaarParams};
+use affect_core::detect::mtcnn::{Mtcnn, MtcnnParams, RgbFrame};
+use affect_core::testutil::{run_python, scratch_dir};
+use gst::prelude::*;
+use gstaffect::mtcnn::OrtMtcnn;
+use gstaffect::session::{Provider, SessionOptions};
+
+const SIZES: [(usize, usize); 3] = [(640, 480), (1280, 720), (1920, 1080)];
+
+/// Makes the frames (a group photograph of six real faces, tilted, of several sizes, and a
+/// four-face one for the stream) and times the peers on them with one thread.
+const PEERS: &str = r#"
+import sys, os, time, json, numpy as np, skimage.data, skimage.transform, matplotlib, PIL.Image, cv2
+import torch
+torch.set_num_threads(1)
+cv2.setNumThreads(1)
+from facenet_pytorch import MTCNN
+out, repeat = sys.argv[1], int(sys.argv[2])
+astronaut = skimage.data.astronaut()
+grace = np.asarray(PIL.Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')).convert('RGB'))
+heads = [astronaut[20:230, 140:310], grace[60:420, 110:420]]
+def group(w, h, places):
+    canvas = skimage.transform.resize(skimage.data.coffee(), (h, w), anti_aliasing=True)
+    k = w / 1280
+    for x, y, size, angle, which in places:
+        x, y, size = int(x * k), int(y * h / 720), max(int(size * k), 8)
+        head = skimage.transform.rotate(heads[which], angle, resize=False, mode='edge')
+        hh = int(size * head.shape[0] / head.shape[1])
+        head = skimage.transform.resize(head, (hh, size), anti_aliasing=True)
+        canvas[y:y + hh, x:x + size] = head[:h - y, :w - x]
+    return (np.clip(canvas, 0, 1) * 255).round().astype(np.uint8)
+six = [(40, 60, 220, 0, 0), (330, 80, 150, 18, 1), (560, 240, 110, -25, 0),
+       (760, 60, 260, 8, 1), (1080, 330, 90, 30, 0), (140, 420, 170, -12, 1)]
+four = [(80, 120, 200, 0, 0), (400, 100, 180, 12, 1), (700, 300, 160, -15, 0), (1000, 150, 170, 5, 1)]
+mtcnn = MTCNN(keep_all=True, min_face_size=20, device='cpu')
+cascade = cv2.CascadeClassifier('/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml')
+result = {}
+for w, h in [(640, 480), (1280, 720), (1920, 1080)]:
+    img = group(w, h, six)
+    img.tofile(os.path.join(out, f'group-{w}x{h}.rgb'))
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    def timed(f):
+        f()
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter(); r = f(); times.append(time.perf_counter() - t)
+        return float(np.median(times)) * 1e3, r
+    ms_cv, faces_cv = timed(lambda: cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=4, minSize=(32, 32)))
+    ms_mt, (boxes, probs) = timed(lambda: mtcnn.detect(img))
+    result[f'{w}x{h}'] = {
+        'opencv_ms': ms_cv, 'opencv': [[float(x), float(y), float(x + fw), float(y + fh)] for x, y, fw, fh in faces_cv],
+        'facenet_ms': ms_mt, 'facenet': [] if boxes is None else [list(map(float, b)) for b in boxes],
+    }
+group(1280, 720, four).tofile(os.path.join(out, 'four-1280x720.rgb'))
+print(json.dumps(result))
+"#;
+
+fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+}
+
+/// Share of `reference` faces that some box of `found` overlaps by IoU >= 0.4 (Haar and MTCNN
+/// frame a face differently; 0.4 still never pairs two different faces here).
+fn recall(found: &[[f32; 4]], reference: &[[f32; 4]]) -> f64 {
+    if reference.is_empty() {
+        return f64::NAN;
+    }
+    let hit = reference
+        .iter()
+        .filter(|r| found.iter().any(|f| iou(*f, **r) >= 0.4))
+        .count();
+    hit as f64 / reference.len() as f64
+}
+
+fn median_ms(repeat: usize, mut f: impl FnMut() -> Vec<[f32; 4]>) -> (f64, Vec<[f32; 4]>) {
+    let first = f();
+    let mut times: Vec<f64> = (0..repeat)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], first)
+}
+
+fn boxes(v: &serde_json::Value) -> Vec<[f32; 4]> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| std::array::from_fn(|i| b[i].as_f64().unwrap() as f32))
+        .collect()
+}
+
+/// `affectfacecrop` with its defaults over `frames` copies of `frame`, as fast as it goes.
+fn element_fps(frame: &[u8], width: usize, height: usize, frames: usize, properties: &str) -> f64 {
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src format=time caps=video/x-raw,format=RGB,width={width},height={height},framerate=25/1 \
+         ! affectfacecrop {properties} ! fakesink sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    src.set_max_bytes((frame.len() * 4) as u64);
+    src.set_block(true);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let started = Instant::now();
+    for i in 0..frames {
+        let mut b = gst::Buffer::from_slice(frame.to_vec());
+        b.get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(40 * i as u64));
+        src.push_buffer(b).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(600),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .unwrap();
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    let seconds = started.elapsed().as_secs_f64();
+    pipeline.set_state(gst::State::Null).unwrap();
+    frames as f64 / seconds
+}
+
+fn main() {
+    gst::init().unwrap();
+    gstaffect::plugin_register_static().unwrap();
+    let repeat: usize = std::env::var("AFFECT_BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let frames: usize = std::env::var("AFFECT_BENCH_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let dir = scratch_dir("face-detect-bench");
+    let peers: serde_json::Value = serde_json::from_str(
+        run_python(PEERS, &[dir.to_str().unwrap(), &repeat.to_string()]).trim(),
+    )
+    .expect("the peers' timings");
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let one_core = SessionOptions {
+        provider: Provider::Cpu,
+        intra_op_threads: 1,
+        fallback_to_cpu: false,
+    };
+    let mut nets = OrtMtcnn::open(&models, &one_core).expect("the MTCNN files");
+    let mut mtcnn = Mtcnn::new(MtcnnParams::default()).unwrap();
+    let mut haar = HaarDetector::new(
+        HaarCascade::from_file(Path::new(DEBIAN_FRONTAL_FACE)).expect("opencv-data's cascade"),
+        HaarParams {
+            scale_factor: 1.1,
+            min_neighbors: 4,
+            min_size: (32, 32),
+            max_size: None,
+        },
+    )
+    .unwrap();
+
+    println!(
+        "Face detection, one core, median of {repeat} runs; recall = share of facenet-pytorch \
+         MTCNN's faces found (IoU >= 0.4)"
+    );
+    println!(
+        "{:<11} {:<30} {:>9} {:>7} {:>7}",
+        "frame", "detector", "ms/frame", "faces", "recall"
+    );
+    for (w, h) in SIZES {
+        let key = format!("{w}x{h}");
+        let rgb = std::fs::read(dir.join(format!("group-{key}.rgb"))).unwrap();
+        let grey: Vec<u8> = rgb
+            .chunks_exact(3)
+            .map(|p| affect_core::detect::haar::grey_of(p[0], p[1], p[2]))
+            .collect();
+        let p = &peers[&key];
+        let reference = boxes(&p["facenet"]);
+        let frame = RgbFrame::new(&rgb, w, h, w * 3).unwrap();
+        let rows: Vec<(String, f64, Vec<[f32; 4]>)> = vec![
+            {
+                let (ms, b) = median_ms(repeat, || {
+                    haar.detect_grey(&grey, w, h, w)
+                        .unwrap()
+                        .iter()
+                        .map(|f| f.to_detection().bbox)
+                        .collect()
+                });
+                ("affect Haar".into(), ms, b)
+            },
+            (
+                "OpenCV detectMultiScale".into(),
+                p["opencv_ms"].as_f64().unwrap(),
+                boxes(&p["opencv"]),
+            ),
+            {
+                let (ms, b) = median_ms(repeat, || {
+                    mtcnn
+                        .detect(&mut nets, frame, None)
+                        .unwrap()
+                        .iter()
+                        .map(|d| d.bbox)
+                        .collect()
+                });
+                ("affect MTCNN, full frame".into(), ms, b)
+            },
+            {
+                let (ms, b) = median_ms(repeat, || {
+                    mtcnn
+                        .detect(&mut nets, frame, Some(640))
+                        .unwrap()
+                        .iter()
+                        .map(|d| d.bbox)
+                        .collect()
+                });
+                ("affect MTCNN, 640-wide copy".into(), ms, b)
+            },
+            (
+                "facenet-pytorch MTCNN.detect".into(),
+                p["facenet_ms"].as_f64().unwrap(),
+                reference.clone(),
+            ),
+        ];
+        for (name, ms, found) in rows {
+            println!(
+                "{key:<11} {name:<30} {ms:>9.1} {:>7} {:>7.2}",
+                found.len(),
+                recall(&found, &reference)
+            );
+        }
+    }
+
+    let four = std::fs::read(dir.join("four-1280x720.rgb")).unwrap();
+    println!("\naffectfacecrop defaults (MTCNN, detect-width auto = 640), 1280x720, 4 faces, all cores:");
+    for properties in ["", "detect-interval=2", "detect-width=1280"] {
+        let fps = element_fps(&four, 1280, 720, frames, properties);
+        println!(
+            "  {:<22} {fps:>6.1} frames/s",
+            if properties.is_empty() {
+                "(defaults)"
+            } else {
+                properties
+            }
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
