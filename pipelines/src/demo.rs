@@ -24,9 +24,11 @@ use crate::plot::{self, Series};
 use crate::progress;
 
 /// The scores the demo must reach with the default model (`SCORE_MINIMA[k].1` is the
-/// minimum of the score named `.0`). The default model scores P_VA 0.899, P_EXPR 0.583 and
-/// P_AU 0.591 on the demo's 10-second clip through the pipeline (Haar faces with estimated
-/// landmarks, the state carried along the track); the minima sit about 0.05 below, so a
+/// minimum of the score named `.0`). The default model scores P_VA 0.922, P_EXPR 0.595 and
+/// P_AU 0.600 on the demo's 10-second clip through the pipeline (MTCNN faces and landmarks,
+/// detected every third frame and tracked in between, the state carried along the track;
+/// 0.899, 0.583 and 0.591 with Haar faces and estimated landmarks); the minima sit about 0.05
+/// below the Haar figures, so a
 /// change that breaks any stage of the analysis shows as a failed demo. Macro F1 over 8
 /// expressions and 12 AUs is lower on one short clip than on the validation split (0.95 and
 /// 0.94) because the classes and AUs that never occur in it count as 0.

@@ -1,9 +1,10 @@
 //! Face detectors on real photographs at 640x480, 1280x720 and 1920x1080, one core each:
-//! the Haar cascade, MTCNN on the full frame and MTCNN on a 640-wide copy, against OpenCV's
+//! the Haar cascade, MTCNN on the full frame and MTCNN on the element's default copy (a quarter
+//! of the width, at least 320, for frames wider than 640), against OpenCV's
 //! `detectMultiScale` and facenet-pytorch's `MTCNN.detect` on the same frames in the same run
 //! (a Python process started by the benchmark), with the recall of each against the peer
-//! MTCNN's faces; then `affectfacecrop` with its defaults on a 1280x720 stream of four faces
-//! on all cores, as frames per second.
+//! MTCNN's faces; then `affectfacecrop` with its defaults on a 1280x720 25 frames/s stream of
+//! four faces on all cores, as frames per second.
 //!
 //! `cargo bench -p gst-plugin-affect --bench face_detect`. `AFFECT_BENCH_REPEAT` (timed runs
 //! per detector and size, median reported, default 5) and `AFFECT_BENCH_FRAMES` (frames of the
@@ -44,8 +45,10 @@ def group(w, h, places):
         head = skimage.transform.resize(head, (hh, size), anti_aliasing=True)
         canvas[y:y + hh, x:x + size] = head[:h - y, :w - x]
     return (np.clip(canvas, 0, 1) * 255).round().astype(np.uint8)
+# Six faces of 90-260 px at 1280x720 and three small ones (60, 44 and 32 px wide heads).
 six = [(40, 60, 220, 0, 0), (330, 80, 150, 18, 1), (560, 240, 110, -25, 0),
-       (760, 60, 260, 8, 1), (1080, 330, 90, 30, 0), (140, 420, 170, -12, 1)]
+       (760, 60, 260, 8, 1), (1080, 330, 90, 30, 0), (140, 420, 170, -12, 1),
+       (1100, 40, 60, 0, 1), (480, 560, 44, 10, 0), (900, 620, 32, 0, 1)]
 four = [(80, 120, 200, 0, 0), (400, 100, 180, 12, 1), (700, 300, 160, -15, 0), (1000, 150, 170, 5, 1)]
 mtcnn = MTCNN(keep_all=True, min_face_size=20, device='cpu')
 cascade = cv2.CascadeClassifier('/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml')
@@ -173,7 +176,13 @@ fn main() {
         fallback_to_cpu: false,
     };
     let mut nets = OrtMtcnn::open(&models, &one_core).expect("the MTCNN files");
+    // The peer's settings (smallest face 20), and the element's defaults (32, on a copy).
     let mut mtcnn = Mtcnn::new(MtcnnParams::default()).unwrap();
+    let mut element_mtcnn = Mtcnn::new(MtcnnParams {
+        min_face_size: 32.0,
+        ..MtcnnParams::default()
+    })
+    .unwrap();
     let mut haar = HaarDetector::new(
         HaarCascade::from_file(Path::new(DEBIAN_FRONTAL_FACE)).expect("opencv-data's cascade"),
         HaarParams {
@@ -190,7 +199,7 @@ fn main() {
          MTCNN's faces found (IoU >= 0.4)"
     );
     println!(
-        "{:<11} {:<30} {:>9} {:>7} {:>7}",
+        "{:<11} {:<34} {:>9} {:>7} {:>7}",
         "frame", "detector", "ms/frame", "faces", "recall"
     );
     for (w, h) in SIZES {
@@ -228,18 +237,24 @@ fn main() {
                         .map(|d| d.bbox)
                         .collect()
                 });
-                ("affect MTCNN, full frame".into(), ms, b)
+                ("affect MTCNN, full frame, min 20".into(), ms, b)
             },
             {
+                // The element's automatic copy.
+                let copy = (w > 640).then(|| (w / 4).max(320));
                 let (ms, b) = median_ms(repeat, || {
-                    mtcnn
-                        .detect(&mut nets, frame, Some(640))
+                    element_mtcnn
+                        .detect(&mut nets, frame, copy)
                         .unwrap()
                         .iter()
                         .map(|d| d.bbox)
                         .collect()
                 });
-                ("affect MTCNN, 640-wide copy".into(), ms, b)
+                (
+                    format!("affect MTCNN, defaults ({} wide)", copy.unwrap_or(w)),
+                    ms,
+                    b,
+                )
             },
             (
                 "facenet-pytorch MTCNN.detect".into(),
@@ -247,18 +262,36 @@ fn main() {
                 reference.clone(),
             ),
         ];
+        let st = *element_mtcnn.stats();
         for (name, ms, found) in rows {
             println!(
-                "{key:<11} {name:<30} {ms:>9.1} {:>7} {:>7.2}",
+                "{key:<11} {name:<34} {ms:>9.1} {:>7} {:>7.2}",
                 found.len(),
                 recall(&found, &reference)
             );
         }
+        println!(
+            "{:<11}   (the copy: resample {:.1} ms, P-Net {:.1}, R-Net {:.1} on {}, O-Net {:.1} on {})",
+            "",
+            st.resample.as_secs_f64() * 1e3,
+            st.pnet.as_secs_f64() * 1e3,
+            st.rnet.as_secs_f64() * 1e3,
+            st.proposals,
+            st.onet.as_secs_f64() * 1e3,
+            st.refined
+        );
     }
 
     let four = std::fs::read(dir.join("four-1280x720.rgb")).unwrap();
-    println!("\naffectfacecrop defaults (MTCNN, detect-width auto = 640), 1280x720, 4 faces, all cores:");
-    for properties in ["", "detect-interval=2", "detect-width=1280"] {
+    println!(
+        "\naffectfacecrop, 1280x720 at 25 frames/s, 4 faces, all cores (defaults: MTCNN on a \
+         320-wide copy every 3rd frame):"
+    );
+    for properties in [
+        "",
+        "detect-interval=1",
+        "detect-width=1280 detect-interval=1",
+    ] {
         let fps = element_fps(&four, 1280, 720, frames, properties);
         println!(
             "  {:<22} {fps:>6.1} frames/s",

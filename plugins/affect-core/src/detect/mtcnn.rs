@@ -20,6 +20,8 @@
 //!
 //! Coordinates are facenet-pytorch's: its boxes are what it returns, unchanged.
 
+use std::time::{Duration, Instant};
+
 use super::{Detection, iou};
 
 /// The stage names, as file names and metadata use them.
@@ -262,8 +264,24 @@ struct Scratch {
     rows: Vec<f32>,
 }
 
+/// Where the last [`Mtcnn::detect`] spent its time, and how many candidates each stage had.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MtcnnStats {
+    /// Downscaled copy, pyramid levels and crops.
+    pub resample: Duration,
+    pub pnet: Duration,
+    pub rnet: Duration,
+    pub onet: Duration,
+    /// P-Net windows left after suppression (R-Net's batch).
+    pub proposals: usize,
+    /// R-Net's survivors (O-Net's batch).
+    pub refined: usize,
+    pub faces: usize,
+}
+
 /// The MTCNN cascade with its buffers.
 pub struct Mtcnn {
+    stats: MtcnnStats,
     params: MtcnnParams,
     scratch: Scratch,
     /// The downscaled copy of the frame (interleaved f32) when detecting on one.
@@ -297,6 +315,7 @@ impl Mtcnn {
             )));
         }
         Ok(Self {
+            stats: MtcnnStats::default(),
             params,
             scratch: Scratch::default(),
             small: Vec::new(),
@@ -306,6 +325,11 @@ impl Mtcnn {
 
     pub fn params(&self) -> &MtcnnParams {
         &self.params
+    }
+
+    /// The figures of the last detection.
+    pub fn stats(&self) -> &MtcnnStats {
+        &self.stats
     }
 
     /// The pyramid scales for an `h x w` image, as facenet-pytorch computes them.
@@ -325,6 +349,7 @@ impl Mtcnn {
         frame: RgbFrame<'_>,
         detect_width: Option<usize>,
     ) -> Result<Vec<Detection>, MtcnnError> {
+        self.stats = MtcnnStats::default();
         if frame.width == 0 || frame.height == 0 {
             return Ok(Vec::new());
         }
@@ -344,6 +369,7 @@ impl Mtcnn {
                 let (sw, sh) = (dw, ((frame.height as f64 * k).round() as usize).max(1));
                 let mut small = std::mem::take(&mut self.small);
                 small.resize(sw * sh * 3, 0.0);
+                let started = Instant::now();
                 area_resample(
                     frame.data,
                     frame.stride,
@@ -354,6 +380,7 @@ impl Mtcnn {
                     &mut small,
                     false,
                 );
+                self.stats.resample += started.elapsed();
                 let min_face = (self.params.min_face_size * k).max(CELL as f64);
                 let found = self.propose(nets, (&small, sw * 3), sw, sh, min_face);
                 self.small = small;
@@ -371,7 +398,9 @@ impl Mtcnn {
                     .collect()
             }
         };
+        self.stats.proposals = candidates.len();
         let refined = self.refine(nets, frame, candidates)?;
+        self.stats.faces = refined.len();
         Ok(refined
             .into_iter()
             .map(|c| Detection {
@@ -405,6 +434,7 @@ impl Mtcnn {
             let hs = (h as f64 * scale + 1.0) as usize;
             let ws = (w as f64 * scale + 1.0) as usize;
             let len = 3 * hs * ws;
+            let started = Instant::now();
             area_resample(
                 src,
                 stride,
@@ -415,9 +445,12 @@ impl Mtcnn {
                 &mut self.input[..len],
                 true,
             );
+            self.stats.resample += started.elapsed();
+            let started = Instant::now();
             let out = nets
                 .pnet(&self.input[..len], hs, ws)
                 .map_err(|why| MtcnnError::Network { stage: PNET, why })?;
+            self.stats.pnet += started.elapsed();
             let cells = out.height * out.width;
             check(PNET, REGRESSION, out.regression.len(), 4 * cells)?;
             check(PNET, PROBABILITY, out.probability.len(), 2 * cells)?;
@@ -479,9 +512,11 @@ impl Mtcnn {
             return Ok(Vec::new());
         }
         let n = candidates.len();
+        let started = Instant::now();
         let out = nets
             .rnet(&self.input[..n * 3 * RNET_SIZE * RNET_SIZE], n)
             .map_err(|why| MtcnnError::Network { stage: RNET, why })?;
+        self.stats.rnet = started.elapsed();
         check(RNET, REGRESSION, out.regression.len(), 4 * n)?;
         check(RNET, PROBABILITY, out.probability.len(), 2 * n)?;
         let passed: Vec<Candidate> = candidates
@@ -508,9 +543,12 @@ impl Mtcnn {
             return Ok(Vec::new());
         }
         let n = candidates.len();
+        self.stats.refined = n;
+        let started = Instant::now();
         let out = nets
             .onet(&self.input[..n * 3 * ONET_SIZE * ONET_SIZE], n)
             .map_err(|why| MtcnnError::Network { stage: ONET, why })?;
+        self.stats.onet = started.elapsed();
         check(ONET, REGRESSION, out.regression.len(), 4 * n)?;
         check(ONET, LANDMARKS, out.landmarks.len(), 10 * n)?;
         check(ONET, PROBABILITY, out.probability.len(), 2 * n)?;
@@ -545,6 +583,7 @@ impl Mtcnn {
         candidates: Vec<Candidate>,
         size: usize,
     ) -> Vec<Candidate> {
+        let started = Instant::now();
         let per = 3 * size * size;
         if self.input.len() < candidates.len() * per {
             self.input.resize(candidates.len() * per, 0.0);
@@ -578,6 +617,7 @@ impl Mtcnn {
             );
             kept.push(c);
         }
+        self.stats.resample += started.elapsed();
         kept
     }
 }

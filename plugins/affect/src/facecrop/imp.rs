@@ -34,7 +34,12 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const DEFAULT_HAAR_CASCADE: &str =
     "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml";
-const DEFAULT_DETECT_INTERVAL: u32 = 1;
+/// `detect-interval` that means "automatic": every frame, except MTCNN on streams of 25
+/// frames/s or more, which it runs [`MTCNN_DETECTIONS_PER_SECOND`] times a second.
+const DEFAULT_DETECT_INTERVAL: u32 = 0;
+/// How often automatic intervals run MTCNN: enough for the tracker to follow faces, and what
+/// two cores keep up with at 1280x720 (see the README's detector benchmark).
+const MTCNN_DETECTIONS_PER_SECOND: f64 = 8.0;
 const DEFAULT_SCORE_THRESHOLD: f64 = 0.6;
 const DEFAULT_NMS_IOU: f64 = 0.4;
 const DEFAULT_MAX_FACES: u32 = 16;
@@ -48,12 +53,16 @@ const DEFAULT_TRACK_ID: i64 = -1;
 const DEFAULT_BOX_MARGIN: f64 = 0.2;
 const DEFAULT_ESTIMATE_LANDMARKS: bool = true;
 const DEFAULT_DEVICE_ID: i32 = 0;
-/// `detect-width` that means "automatic": frames wider than [`AUTO_DETECT_WIDTH`] are
-/// searched on a copy of that width.
+/// `detect-width` that means "automatic": see [`auto_detect_width`].
 const DEFAULT_DETECT_WIDTH: i32 = -1;
-/// The width MTCNN's pyramid is built at for wide frames by default: at 1280x720 it keeps
-/// four faces at 25 frames/s on two cores (see the README's detector benchmark).
-const AUTO_DETECT_WIDTH: usize = 640;
+
+/// The copy MTCNN searches by default: frames up to 640 wide as they are, wider ones at a
+/// quarter of their width but at least 320, so that the smallest face found is 48 pixels at
+/// 1280 and wider (30-48 below). With the automatic interval this keeps a 1280x720 stream of
+/// four faces at 25 frames/s on two cores (README, detector benchmark).
+fn auto_detect_width(frame_width: usize) -> Option<usize> {
+    (frame_width > 640).then(|| (frame_width / 4).max(320))
+}
 
 #[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
@@ -288,6 +297,8 @@ struct State {
     layout: Option<FrameLayout>,
     /// Width of the copy MTCNN searches (None: the frame itself), set by caps.
     detect_width: Option<usize>,
+    /// The detector interval `detect-interval=0` means for these caps.
+    auto_interval: u32,
     frame_index: u64,
     /// Scratch frames reused across buffers.
     rgb: Vec<u8>,
@@ -537,6 +548,18 @@ impl AffectFaceCrop {
                     .cascade
                     .detect(&mut det.nets, frame, state.detect_width)
                     .map_err(|e| e.to_string())?;
+                let st = det.cascade.stats();
+                gst::trace!(
+                    CAT,
+                    "MTCNN: resample {:?}, P-Net {:?}, R-Net {:?} on {}, O-Net {:?} on {}, {} faces",
+                    st.resample,
+                    st.pnet,
+                    st.rnet,
+                    st.proposals,
+                    st.onet,
+                    st.refined,
+                    st.faces
+                );
                 // The cascade suppressed overlaps itself; the element's limits still apply.
                 let params = &state.detect_params;
                 faces.retain(|f| f.score >= params.score_threshold);
@@ -604,6 +627,11 @@ impl AffectFaceCrop {
     ) -> Result<Vec<TrackedFace>, gst::FlowError> {
         // Upstream faces and fixed regions are known on every frame.
         let every_frame = matches!(state.finder, Finder::Upstream | Finder::FullFrame { .. });
+        let interval = if interval == 0 {
+            state.auto_interval
+        } else {
+            interval
+        };
         let run = every_frame || state.frame_index.is_multiple_of(interval.max(1) as u64);
         state.frame_index += 1;
         if !run {
@@ -663,7 +691,8 @@ impl ObjectImpl for AffectFaceCrop {
                 glib::ParamSpecInt::builder("detect-width")
                     .nick("Detect width")
                     .blurb("MTCNN searches a copy of the frame scaled to this width, boxes and \
-                            landmarks mapped back (-1: frames wider than 640 at 640)")
+                            landmarks mapped back (-1: frames wider than 640 at a quarter of \
+                            their width, at least 320)")
                     .minimum(-1)
                     .maximum(1 << 16)
                     .default_value(DEFAULT_DETECT_WIDTH)
@@ -699,8 +728,9 @@ impl ObjectImpl for AffectFaceCrop {
                     .build(),
                 glib::ParamSpecUInt::builder("detect-interval")
                     .nick("Detect interval")
-                    .blurb("Run the detector every N frames and track in between")
-                    .minimum(1)
+                    .blurb("Run the detector every N frames and track in between (0: every frame, \
+                            MTCNN 8 times a second on streams of 25 frames/s or more)")
+                    .minimum(0)
                     .default_value(DEFAULT_DETECT_INTERVAL)
                     .mutable_playing()
                     .build(),
@@ -949,6 +979,7 @@ impl BaseTransformImpl for AffectFaceCrop {
             detect_params: settings.detect_params(),
             layout: None,
             detect_width: None,
+            auto_interval: 1,
             frame_index: 0,
             rgb: Vec::new(),
             grey: Vec::new(),
@@ -1008,7 +1039,7 @@ impl BaseTransformImpl for AffectFaceCrop {
             .ok_or_else(|| gst::loggable_error!(CAT, "Unsupported format {:?}", info.format()))?;
         let asked = self.settings.lock().unwrap().detect_width;
         let detect_width = match asked {
-            w if w < 0 => (layout.width > AUTO_DETECT_WIDTH).then_some(AUTO_DETECT_WIDTH),
+            w if w < 0 => auto_detect_width(layout.width),
             w if w as usize > layout.width => {
                 gst::element_imp_error!(
                     self,
@@ -1035,9 +1066,23 @@ impl BaseTransformImpl for AffectFaceCrop {
             // Boxes of the old resolution mean nothing in the new one.
             gst::info!(CAT, imp = self, "Resolution changed: tracks reset");
             state.tracker.reset();
+            // The new resolution's first frame is a detector frame.
+            state.frame_index = 0;
         }
         state.layout = Some(layout);
         state.detect_width = detect_width;
+        // The automatic interval keeps MTCNN near its detection rate whatever the frame rate.
+        let fps = info.fps();
+        let rate = if fps.denom() > 0 {
+            fps.numer() as f64 / fps.denom() as f64
+        } else {
+            0.0
+        };
+        state.auto_interval = if matches!(state.finder, Finder::Mtcnn(_)) && rate >= 25.0 {
+            (rate / MTCNN_DETECTIONS_PER_SECOND).floor().max(1.0) as u32
+        } else {
+            1
+        };
         gst::debug!(CAT, imp = self, "Configured {incaps} -> {outcaps}");
         Ok(())
     }
