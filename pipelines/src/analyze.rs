@@ -278,9 +278,8 @@ fn analyse(
         let (summary, series) = summarise(&task.input, &outcome);
         if summary.image {
             let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
-            fs::write(&outputs.partial_summary, json + "\n").map_err(|e| {
-                format!("cannot write {}: {e}", outputs.partial_summary.display())
-            })?;
+            fs::write(&outputs.partial_summary, json + "\n")
+                .map_err(|e| format!("cannot write {}: {e}", outputs.partial_summary.display()))?;
             outputs.commit()?;
             return Ok(summary);
         }

@@ -222,3 +222,59 @@ fn bad_arguments_are_named() {
     let missing = run(&[dir.join("missing.mkv").to_str().unwrap()]);
     assert!(missing.contains("1 of 1 videos failed"), "{missing}");
 }
+
+#[test]
+fn photographs_and_folders_of_them_give_one_row_per_face() {
+    let dir = scratch_dir("analyze-photos");
+    let photos = dir.join("photos");
+    std::fs::create_dir_all(photos.join("more")).unwrap();
+    // Real photographs from packages on the index: scikit-image's astronaut (PNG) and
+    // matplotlib's Grace Hopper (JPEG, as shipped), and a PNG holding both side by side.
+    affect_core::testutil::run_python(
+        r#"
+import sys, os, shutil, numpy as np, skimage.data, skimage.io, skimage.transform, matplotlib, PIL.Image
+out = sys.argv[1]
+astronaut = skimage.data.astronaut()
+skimage.io.imsave(os.path.join(out, 'astronaut.png'), astronaut)
+grace = os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')
+shutil.copy(grace, os.path.join(out, 'more', 'grace.jpg'))
+g = np.asarray(PIL.Image.open(grace).convert('RGB'))
+g = (skimage.transform.resize(g, (512, 437), anti_aliasing=True) * 255).round().astype(np.uint8)
+skimage.io.imsave(os.path.join(out, 'pair.png'), np.concatenate([astronaut, g], axis=1))
+"#,
+        &[photos.to_str().unwrap()],
+    );
+    let out = dir.join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_affect"))
+        .args(["analyze"])
+        .arg(&photos)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success());
+    for (name, faces) in [("astronaut", 1), ("grace", 1), ("pair", 2)] {
+        let rows = csv_rows(&out.join(format!("{name}.csv")));
+        assert_eq!(rows.len(), faces, "{name}: {rows:?}");
+        // One frame, every face with its results, distinct track ids.
+        assert!(rows.iter().all(|r| r[0] == "1" && r[4] == "1"), "{rows:?}");
+        let mut ids: Vec<&String> = rows.iter().map(|r| &r[1]).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), faces);
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(format!("{name}.summary.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(summary["image"], true);
+        assert_eq!(summary["face_rows"], faces);
+        // A photograph has no timeline.
+        assert!(!out.join(format!("{name}.png")).exists());
+    }
+    assert!(
+        stdout.contains("0 videos, 3 images, 4 face rows"),
+        "the summary counts the photographs: {stdout}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

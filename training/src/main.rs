@@ -138,9 +138,11 @@ fn installed_facenet() -> Result<PathBuf, String> {
             }
         }
     }
-    Err("no facenet_pytorch package in .venv: pass --from with the facenet-pytorch wheel \
+    Err(
+        "no facenet_pytorch package in .venv: pass --from with the facenet-pytorch wheel \
          (pip download facenet-pytorch==2.6.0 --no-deps) or its installed folder"
-        .into())
+            .into(),
+    )
 }
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {

@@ -75,7 +75,10 @@ for name, cls, shape in [('pnet', PNet, (1, 3, 57, 83)), ('rnet', RNet, (7, 3, 2
 fn a_wheel_without_the_weights_is_named() {
     let dir = scratch_dir("import-empty");
     let err = mtcnn::import(&WeightSource::new(&dir), &dir.join("out")).unwrap_err();
-    assert!(err.to_string().contains("facenet_pytorch/data/pnet.pt"), "{err}");
+    assert!(
+        err.to_string().contains("facenet_pytorch/data/pnet.pt"),
+        "{err}"
+    );
     let bogus = dir.join("facenet_pytorch-2.6.0-py3-none-any.whl");
     std::fs::write(&bogus, b"not a zip").unwrap();
     let err = mtcnn::import(&WeightSource::new(&bogus), &dir.join("out")).unwrap_err();

@@ -159,58 +159,70 @@ impl OrtMtcnn {
     }
 }
 
-/// Runs `session` on `input` of `shape` and returns the named outputs as vectors, with the
-/// last two dimensions of the first.
+/// Runs `session` on `input` of `shape` and returns the named outputs as vectors.
 fn run(
     session: &mut Session,
     stage: &str,
     input: &[f32],
     shape: [usize; 4],
     names: &[&str],
-) -> Result<(Vec<Vec<f32>>, [usize; 2]), String> {
+) -> Result<Vec<Vec<f32>>, String> {
     let tensor = ort::value::TensorRef::from_array_view((shape, input))
         .map_err(|e| format!("cannot make the {stage} input: {e}"))?;
     let outputs = session
         .run(ort::inputs![spec::INPUT => tensor])
         .map_err(|e| format!("{stage} run failed: {e}"))?;
     let mut values = Vec::with_capacity(names.len());
-    let mut spatial = [0, 0];
-    for (i, name) in names.iter().enumerate() {
+    for name in names {
         let v = outputs
             .get(*name)
             .ok_or_else(|| format!("{stage} gave no output '{name}'"))?;
-        let (s, data) = v
+        let (_, data) = v
             .try_extract_tensor::<f32>()
             .map_err(|e| format!("{stage} output '{name}' is not f32: {e}"))?;
-        if i == 0 && s.len() == 4 {
-            spatial = [s[2].max(0) as usize, s[3].max(0) as usize];
-        }
         values.push(data.to_vec());
     }
-    Ok((values, spatial))
+    Ok(values)
 }
 
 impl MtcnnNets for OrtMtcnn {
-    fn pnet(&mut self, input: &[f32], height: usize, width: usize) -> Result<PnetOutput, String> {
-        let (mut v, [h, w]) = run(
-            &mut self.pnet,
-            PNET,
-            input,
-            [1, 3, height, width],
-            &[spec::REGRESSION, spec::PROBABILITY],
-        )?;
-        let probability = v.pop().unwrap_or_default();
-        let regression = v.pop().unwrap_or_default();
-        Ok(PnetOutput {
-            regression,
-            probability,
-            height: h,
-            width: w,
-        })
+    fn pnet(
+        &mut self,
+        input: &[f32],
+        height: usize,
+        width: usize,
+        out: &mut PnetOutput,
+    ) -> Result<(), String> {
+        let tensor = ort::value::TensorRef::from_array_view(([1, 3, height, width], input))
+            .map_err(|e| format!("cannot make the {PNET} input: {e}"))?;
+        let outputs = self
+            .pnet
+            .run(ort::inputs![spec::INPUT => tensor])
+            .map_err(|e| format!("{PNET} run failed: {e}"))?;
+        for (name, dst) in [
+            (spec::REGRESSION, &mut out.regression),
+            (spec::PROBABILITY, &mut out.probability),
+        ] {
+            let v = outputs
+                .get(name)
+                .ok_or_else(|| format!("{PNET} gave no output '{name}'"))?;
+            let (shape, data) = v
+                .try_extract_tensor::<f32>()
+                .map_err(|e| format!("{PNET} output '{name}' is not f32: {e}"))?;
+            if shape.len() != 4 {
+                return Err(format!("{PNET} output '{name}' has shape {shape:?}"));
+            }
+            out.height = shape[2].max(0) as usize;
+            out.width = shape[3].max(0) as usize;
+            // The level's output overwrites the last one's in place.
+            dst.clear();
+            dst.extend_from_slice(data);
+        }
+        Ok(())
     }
 
     fn rnet(&mut self, input: &[f32], n: usize) -> Result<RefineOutput, String> {
-        let (mut v, _) = run(
+        let mut v = run(
             &mut self.rnet,
             RNET,
             input,
@@ -227,7 +239,7 @@ impl MtcnnNets for OrtMtcnn {
     }
 
     fn onet(&mut self, input: &[f32], n: usize) -> Result<RefineOutput, String> {
-        let (mut v, _) = run(
+        let mut v = run(
             &mut self.onet,
             ONET,
             input,

@@ -45,4 +45,3 @@ pub fn utc_date() -> String {
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
 }
-

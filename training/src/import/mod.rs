@@ -59,13 +59,12 @@ impl WeightSource {
                 // The folder is the package itself or the one holding it (site-packages).
                 let inside = member.split_once('/').map_or(member, |(_, rest)| rest);
                 let candidates = [dir.join(inside), dir.join(member)];
-                let path = candidates
-                    .iter()
-                    .find(|p| p.is_file())
-                    .ok_or_else(|| ImportError::MissingMember {
+                let path = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
+                    ImportError::MissingMember {
                         path: dir.clone(),
                         member: member.to_string(),
-                    })?;
+                    }
+                })?;
                 std::fs::read(path).map_err(|source| ImportError::Io {
                     path: path.clone(),
                     source,
@@ -76,17 +75,17 @@ impl WeightSource {
                     path: path.clone(),
                     source,
                 })?;
-                let mut archive =
-                    zip::ZipArchive::new(file).map_err(|e| ImportError::Wheel {
-                        path: path.clone(),
-                        why: e.to_string(),
-                    })?;
-                let mut entry = archive
-                    .by_name(member)
-                    .map_err(|_| ImportError::MissingMember {
-                        path: path.clone(),
-                        member: member.to_string(),
-                    })?;
+                let mut archive = zip::ZipArchive::new(file).map_err(|e| ImportError::Wheel {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
+                let mut entry =
+                    archive
+                        .by_name(member)
+                        .map_err(|_| ImportError::MissingMember {
+                            path: path.clone(),
+                            member: member.to_string(),
+                        })?;
                 let mut bytes = Vec::new();
                 entry
                     .read_to_end(&mut bytes)

@@ -68,7 +68,10 @@ impl Weights {
         if t.shape != shape {
             return Err(ImportError::Network {
                 file: self.file.clone(),
-                why: format!("tensor '{name}' has shape {:?}, expected {shape:?}", t.shape),
+                why: format!(
+                    "tensor '{name}' has shape {:?}, expected {shape:?}",
+                    t.shape
+                ),
             });
         }
         Ok(t)
@@ -141,7 +144,11 @@ fn softmax(g: &mut GraphBuilder, x: &str) -> String {
 
 /// Features in the (width, height, channel) order of the Caffe originals, flattened.
 fn caffe_flatten(g: &mut GraphBuilder, x: &str) -> String {
-    let t = g.op("Transpose", &[x], vec![("perm", Attr::Ints(vec![0, 3, 2, 1]))]);
+    let t = g.op(
+        "Transpose",
+        &[x],
+        vec![("perm", Attr::Ints(vec![0, 3, 2, 1]))],
+    );
     g.op("Flatten", &[&t], vec![("axis", Attr::Int(1))])
 }
 

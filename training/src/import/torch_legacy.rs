@@ -51,7 +51,10 @@ enum Value {
     List(Vec<Value>),
     Dict(Vec<(Value, Value)>),
     Global(String, String),
-    Storage { key: String, dtype: String },
+    Storage {
+        key: String,
+        dtype: String,
+    },
     Tensor(TensorRef),
     /// An object this reader has no use for (built by a global it does not know).
     Opaque(String),
@@ -142,7 +145,11 @@ impl<'a> Reader<'a> {
                 0x95 => {
                     self.take(8)?; // FRAME
                 }
-                b'.' => return stack.pop().ok_or_else(|| malformed("STOP on an empty stack")),
+                b'.' => {
+                    return stack
+                        .pop()
+                        .ok_or_else(|| malformed("STOP on an empty stack"));
+                }
                 b'(' => marks.push(stack.len()),
                 b'}' => stack.push(Value::Dict(Vec::new())),
                 b')' => stack.push(Value::Tuple(Vec::new())),
@@ -231,7 +238,10 @@ impl<'a> Reader<'a> {
                 }
                 0x94 => {
                     let k = memo.len() as u32;
-                    memo.insert(k, stack.last().cloned().ok_or_else(|| malformed("MEMOIZE"))?);
+                    memo.insert(
+                        k,
+                        stack.last().cloned().ok_or_else(|| malformed("MEMOIZE"))?,
+                    );
                 }
                 b'h' => {
                     let k = self.u8()? as u32;
@@ -262,7 +272,9 @@ impl<'a> Reader<'a> {
                     }
                 }
                 b'e' => {
-                    let m = marks.pop().ok_or_else(|| malformed("APPENDS without MARK"))?;
+                    let m = marks
+                        .pop()
+                        .ok_or_else(|| malformed("APPENDS without MARK"))?;
                     let items = stack.split_off(m);
                     match stack.last_mut() {
                         Some(Value::List(l)) => l.extend(items),
@@ -278,9 +290,11 @@ impl<'a> Reader<'a> {
                     }
                 }
                 b'u' => {
-                    let m = marks.pop().ok_or_else(|| malformed("SETITEMS without MARK"))?;
+                    let m = marks
+                        .pop()
+                        .ok_or_else(|| malformed("SETITEMS without MARK"))?;
                     let items = stack.split_off(m);
-                    if items.len() % 2 != 0 {
+                    if !items.len().is_multiple_of(2) {
                         return Err(malformed("SETITEMS with an odd item count"));
                     }
                     match stack.last_mut() {
@@ -315,15 +329,20 @@ impl<'a> Reader<'a> {
 /// `('storage', <storage class>, key, location, numel[, view metadata])`.
 fn persistent_storage(pid: Value) -> Result<Value, TorchFileError> {
     let Value::Tuple(items) = pid else {
-        return Err(TorchFileError::Malformed("persistent id is not a tuple".into()));
+        return Err(TorchFileError::Malformed(
+            "persistent id is not a tuple".into(),
+        ));
     };
     match items.as_slice() {
-        [Value::Str(kind), Value::Global(_, class), Value::Str(key), ..] if kind == "storage" => {
-            Ok(Value::Storage {
-                key: key.clone(),
-                dtype: class.clone(),
-            })
-        }
+        [
+            Value::Str(kind),
+            Value::Global(_, class),
+            Value::Str(key),
+            ..,
+        ] if kind == "storage" => Ok(Value::Storage {
+            key: key.clone(),
+            dtype: class.clone(),
+        }),
         _ => Err(TorchFileError::Malformed(format!(
             "unexpected persistent id {items:?}"
         ))),
@@ -376,9 +395,7 @@ fn reduce(callable: Value, args: Value) -> Result<Value, TorchFileError> {
         },
         ("torch._utils", "_rebuild_parameter") => match items.into_iter().next() {
             Some(t @ Value::Tensor(_)) => Ok(t),
-            other => Err(TorchFileError::Malformed(format!(
-                "parameter of {other:?}"
-            ))),
+            other => Err(TorchFileError::Malformed(format!("parameter of {other:?}"))),
         },
         _ => Ok(Value::Opaque(format!("{module}.{name}"))),
     }
@@ -429,7 +446,9 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, TorchFileE
     let mut storages: BTreeMap<String, Vec<f32>> = BTreeMap::new();
     for key in keys {
         let Value::Str(key) = key else {
-            return Err(TorchFileError::Malformed("storage key is not a string".into()));
+            return Err(TorchFileError::Malformed(
+                "storage key is not a string".into(),
+            ));
         };
         let count = r
             .take(8)

@@ -111,7 +111,9 @@ pub enum MtcnnError {
 }
 
 /// What P-Net gives for one pyramid level of `h x w`: regression `[4, oh, ow]` and face
-/// probability `[2, oh, ow]`.
+/// probability `[2, oh, ow]`. One is reused for every level, so implementations should
+/// overwrite the vectors in place (`clear` + `extend_from_slice`).
+#[derive(Default)]
 pub struct PnetOutput {
     pub regression: Vec<f32>,
     pub probability: Vec<f32>,
@@ -129,8 +131,14 @@ pub struct RefineOutput {
 
 /// The three networks. Inputs are NCHW f32 in the networks' normalisation.
 pub trait MtcnnNets {
-    /// P-Net on one image `[1, 3, height, width]`.
-    fn pnet(&mut self, input: &[f32], height: usize, width: usize) -> Result<PnetOutput, String>;
+    /// P-Net on one image `[1, 3, height, width]`, into `out`.
+    fn pnet(
+        &mut self,
+        input: &[f32],
+        height: usize,
+        width: usize,
+        out: &mut PnetOutput,
+    ) -> Result<(), String>;
     /// R-Net on `n` crops `[n, 3, 24, 24]`.
     fn rnet(&mut self, input: &[f32], n: usize) -> Result<RefineOutput, String>;
     /// O-Net on `n` crops `[n, 3, 48, 48]`.
@@ -288,6 +296,9 @@ pub struct Mtcnn {
     small: Vec<f32>,
     /// Network input: one pyramid level, or a batch of crops.
     input: Vec<f32>,
+    /// P-Net's output and one level's windows, reused across levels.
+    pnet_out: PnetOutput,
+    level: Vec<Candidate>,
 }
 
 impl Mtcnn {
@@ -320,6 +331,8 @@ impl Mtcnn {
             scratch: Scratch::default(),
             small: Vec::new(),
             input: Vec::new(),
+            pnet_out: PnetOutput::default(),
+            level: Vec::new(),
         })
     }
 
@@ -336,7 +349,6 @@ impl Mtcnn {
     pub fn scales(&self, height: usize, width: usize) -> Vec<f64> {
         scales(height, width, self.params.min_face_size, self.params.factor)
     }
-
 
     /// The faces of `frame`, sorted by descending score. With `detect_width` below the frame's
     /// width, the pyramid is built on a copy of the frame scaled to that width (so faces
@@ -392,7 +404,12 @@ impl Mtcnn {
                 found?
                     .into_iter()
                     .map(|c| Candidate {
-                        bbox: [c.bbox[0] * fx, c.bbox[1] * fy, c.bbox[2] * fx, c.bbox[3] * fy],
+                        bbox: [
+                            c.bbox[0] * fx,
+                            c.bbox[1] * fy,
+                            c.bbox[2] * fx,
+                            c.bbox[3] * fy,
+                        ],
                         ..c
                     })
                     .collect()
@@ -447,8 +464,8 @@ impl Mtcnn {
             );
             self.stats.resample += started.elapsed();
             let started = Instant::now();
-            let out = nets
-                .pnet(&self.input[..len], hs, ws)
+            let out = &mut self.pnet_out;
+            nets.pnet(&self.input[..len], hs, ws, out)
                 .map_err(|why| MtcnnError::Network { stage: PNET, why })?;
             self.stats.pnet += started.elapsed();
             let cells = out.height * out.width;
@@ -456,7 +473,8 @@ impl Mtcnn {
             check(PNET, PROBABILITY, out.probability.len(), 2 * cells)?;
             let face = &out.probability[cells..];
             let scale = scale as f32;
-            let mut level = Vec::new();
+            let level = &mut self.level;
+            level.clear();
             for y in 0..out.height {
                 for x in 0..out.width {
                     let i = y * out.width + x;
@@ -477,10 +495,11 @@ impl Mtcnn {
                     }
                 }
             }
-            all.extend(suppress(level, 0.5, Overlap::Union));
+            suppress(level, 0.5, Overlap::Union);
+            all.extend_from_slice(level);
         }
-        let kept = suppress(all, 0.7, Overlap::Union);
-        Ok(kept
+        suppress(&mut all, 0.7, Overlap::Union);
+        Ok(all
             .into_iter()
             .map(|c| {
                 // P-Net's regression is relative to the window's size without the +1.
@@ -519,7 +538,7 @@ impl Mtcnn {
         self.stats.rnet = started.elapsed();
         check(RNET, REGRESSION, out.regression.len(), 4 * n)?;
         check(RNET, PROBABILITY, out.probability.len(), 2 * n)?;
-        let passed: Vec<Candidate> = candidates
+        let mut passed: Vec<Candidate> = candidates
             .into_iter()
             .enumerate()
             .filter(|(i, _)| out.probability[2 * i + 1] > self.params.thresholds[1])
@@ -529,7 +548,8 @@ impl Mtcnn {
                 ..c
             })
             .collect();
-        let candidates: Vec<Candidate> = suppress(passed, 0.7, Overlap::Union)
+        suppress(&mut passed, 0.7, Overlap::Union);
+        let candidates: Vec<Candidate> = passed
             .into_iter()
             .map(|c| Candidate {
                 bbox: square(regress(c.bbox, c.reg)),
@@ -552,7 +572,7 @@ impl Mtcnn {
         check(ONET, REGRESSION, out.regression.len(), 4 * n)?;
         check(ONET, LANDMARKS, out.landmarks.len(), 10 * n)?;
         check(ONET, PROBABILITY, out.probability.len(), 2 * n)?;
-        let passed: Vec<Candidate> = candidates
+        let mut passed: Vec<Candidate> = candidates
             .into_iter()
             .enumerate()
             .filter(|(i, _)| out.probability[2 * i + 1] > self.params.thresholds[2])
@@ -571,7 +591,8 @@ impl Mtcnn {
                 }
             })
             .collect();
-        Ok(suppress(passed, 0.7, Overlap::Min))
+        suppress(&mut passed, 0.7, Overlap::Min);
+        Ok(passed)
     }
 
     /// Cuts each candidate's box (clipped to the frame, as facenet-pytorch's `pad` does) and
@@ -592,10 +613,12 @@ impl Mtcnn {
         let mut kept = Vec::with_capacity(candidates.len());
         for c in candidates {
             // Truncation toward zero, then 1-based clipping: columns x-1 .. ex.
-            let t = c.bbox.map(|v| if v.is_finite() { v.trunc() as i64 } else { 0 });
+            let t = c
+                .bbox
+                .map(|v| if v.is_finite() { v.trunc() as i64 } else { 0 });
             let (x, y) = (t[0].max(1), t[1].max(1));
             let (ex, ey) = (t[2].min(fw), t[3].min(fh));
-            if ex <= x - 1 || ey <= y - 1 {
+            if ex < x || ey < y {
                 continue;
             }
             let region = (
@@ -682,13 +705,14 @@ enum Overlap {
     Min,
 }
 
-/// Greedy suppression, best score first: a candidate overlapping a kept one by more than
-/// `threshold` is dropped. The result is in descending score order.
-fn suppress(mut c: Vec<Candidate>, threshold: f32, overlap: Overlap) -> Vec<Candidate> {
+/// Greedy suppression in place, best score first: a candidate overlapping a kept one by more
+/// than `threshold` is dropped. What is left is in descending score order.
+fn suppress(c: &mut Vec<Candidate>, threshold: f32, overlap: Overlap) {
     c.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut kept: Vec<Candidate> = Vec::new();
-    for d in c {
-        let hit = kept.iter().any(|k| {
+    let mut kept = 0;
+    for i in 0..c.len() {
+        let d = c[i];
+        let hit = c[..kept].iter().any(|k| {
             let o = match overlap {
                 Overlap::Union => iou(&k.bbox, &d.bbox),
                 Overlap::Min => overlap_min(&k.bbox, &d.bbox),
@@ -696,10 +720,11 @@ fn suppress(mut c: Vec<Candidate>, threshold: f32, overlap: Overlap) -> Vec<Cand
             o > threshold
         });
         if !hit {
-            kept.push(d);
+            c[kept] = d;
+            kept += 1;
         }
     }
-    kept
+    c.truncate(kept);
 }
 
 fn overlap_min(a: &[f32; 4], b: &[f32; 4]) -> f32 {
@@ -789,7 +814,13 @@ mod tests {
     struct BrightNets;
 
     impl MtcnnNets for BrightNets {
-        fn pnet(&mut self, input: &[f32], h: usize, w: usize) -> Result<PnetOutput, String> {
+        fn pnet(
+            &mut self,
+            input: &[f32],
+            h: usize,
+            w: usize,
+            out: &mut PnetOutput,
+        ) -> Result<(), String> {
             // Output size of P-Net: conv3 -> pool2 (ceil) -> conv3 -> conv3.
             let (oh, ow) = ((h - 2).div_ceil(2) - 4, (w - 2).div_ceil(2) - 4);
             let mut probability = vec![0.0; 2 * oh * ow];
@@ -803,12 +834,13 @@ mod tests {
                     probability[oh * ow + y * ow + x] = p;
                 }
             }
-            Ok(PnetOutput {
+            *out = PnetOutput {
                 regression: vec![0.0; 4 * oh * ow],
                 probability,
                 height: oh,
                 width: ow,
-            })
+            };
+            Ok(())
         }
 
         fn rnet(&mut self, _input: &[f32], n: usize) -> Result<RefineOutput, String> {
@@ -845,7 +877,11 @@ mod tests {
         let img = frame_with_square(w, h, [60, 40, 100, 80]);
         let mut m = Mtcnn::new(MtcnnParams::default()).unwrap();
         let faces = m
-            .detect(&mut BrightNets, RgbFrame::new(&img, w, h, w * 3).unwrap(), None)
+            .detect(
+                &mut BrightNets,
+                RgbFrame::new(&img, w, h, w * 3).unwrap(),
+                None,
+            )
             .unwrap();
         assert!(!faces.is_empty());
         let best = faces[0];
@@ -855,8 +891,14 @@ mod tests {
         assert!(inside(best.bbox), "{best:?}");
         let l = best.landmarks.unwrap();
         for p in l {
-            assert!(p[0] >= best.bbox[0] - 1.0 && p[0] <= best.bbox[2] + 1.0, "{l:?}");
-            assert!(p[1] >= best.bbox[1] - 1.0 && p[1] <= best.bbox[3] + 1.0, "{l:?}");
+            assert!(
+                p[0] >= best.bbox[0] - 1.0 && p[0] <= best.bbox[2] + 1.0,
+                "{l:?}"
+            );
+            assert!(
+                p[1] >= best.bbox[1] - 1.0 && p[1] <= best.bbox[3] + 1.0,
+                "{l:?}"
+            );
         }
         // The landmark fractions come back exactly: x = w * 0.3 + x1 - 1 with the +1 width.
         let b = best.bbox;
@@ -879,7 +921,11 @@ mod tests {
         let mut m = Mtcnn::new(MtcnnParams::default()).unwrap();
         let img = vec![0u8; 30 * 20 * 3];
         let none = m
-            .detect(&mut BrightNets, RgbFrame::new(&img, 30, 20, 90).unwrap(), None)
+            .detect(
+                &mut BrightNets,
+                RgbFrame::new(&img, 30, 20, 90).unwrap(),
+                None,
+            )
             .unwrap();
         assert!(none.is_empty());
         assert!(RgbFrame::new(&img, 30, 21, 90).is_err());
@@ -903,13 +949,20 @@ mod tests {
     fn wrong_output_sizes_are_errors_naming_the_stage() {
         struct Short;
         impl MtcnnNets for Short {
-            fn pnet(&mut self, _: &[f32], _: usize, _: usize) -> Result<PnetOutput, String> {
-                Ok(PnetOutput {
+            fn pnet(
+                &mut self,
+                _: &[f32],
+                _: usize,
+                _: usize,
+                out: &mut PnetOutput,
+            ) -> Result<(), String> {
+                *out = PnetOutput {
                     regression: vec![0.0; 3],
                     probability: vec![0.0; 2],
                     height: 1,
                     width: 1,
-                })
+                };
+                Ok(())
             }
             fn rnet(&mut self, _: &[f32], _: usize) -> Result<RefineOutput, String> {
                 unreachable!()

@@ -1051,7 +1051,10 @@ impl BaseTransformImpl for AffectFaceCrop {
                         layout.height
                     ]
                 );
-                return Err(gst::loggable_error!(CAT, "detect-width {w} beyond the frame"));
+                return Err(gst::loggable_error!(
+                    CAT,
+                    "detect-width {w} beyond the frame"
+                ));
             }
             w => Some(w as usize).filter(|&w| w < layout.width),
         };
