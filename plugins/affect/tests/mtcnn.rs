@@ -359,3 +359,36 @@ fn a_photo_gives_its_faces_on_its_only_frame() {
     assert!(faces[0].landmarks.is_some());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn faces_are_tracked_between_automatic_detections() {
+    // At 25 frames/s MTCNN runs on every third frame by default: the frames in between keep
+    // the face, with its track id, from the first frame on.
+    let dir = scratch_dir("mtcnn-interval");
+    let path = dir.join("astronaut.png");
+    run_python(
+        "import sys, skimage.data, skimage.io; skimage.io.imsave(sys.argv[1], skimage.data.astronaut())",
+        &[path.to_str().unwrap()],
+    );
+    let samples = collect(&format!(
+        "filesrc location={} ! pngdec ! videoconvert ! imagefreeze num-buffers=7 \
+         ! video/x-raw,framerate=25/1 ! affectfacecrop ! appsink name=sink",
+        path.display()
+    ))
+    .unwrap();
+    assert_eq!(samples.len(), 7);
+    let first = meta::faces(samples[0].buffer().unwrap());
+    assert_eq!(first.len(), 1, "{first:?}");
+    for (i, s) in samples.iter().enumerate() {
+        let faces = meta::faces(s.buffer().unwrap());
+        assert_eq!(faces.len(), 1, "frame {i}: {faces:?}");
+        assert_eq!(faces[0].track_id, first[0].track_id, "frame {i}");
+        assert!(
+            iou(faces[0].bbox, first[0].bbox) > 0.95,
+            "frame {i}: {:?} vs {:?}",
+            faces[0].bbox,
+            first[0].bbox
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
