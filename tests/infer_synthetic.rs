@@ -89,7 +89,10 @@ fn element_predictions(
                     ids.push(f.face.track_id);
                 }
                 let mut p = FramePrediction {
-                    va: [a.valence as f32, a.arousal as f32],
+                    va: [
+                        a.valence.expect("VA head") as f32,
+                        a.arousal.expect("VA head") as f32,
+                    ],
                     expression: [0.0; N_EXPRESSIONS],
                     au: [0.0; N_AUS],
                 };

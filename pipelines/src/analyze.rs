@@ -210,12 +210,19 @@ impl Outputs {
 fn summarise(input: &Path, outcome: &Outcome) -> (VideoSummary, Series) {
     let mut counts: HashMap<u64, usize> = HashMap::new();
     let mut expressions = [0usize; EXPRESSION_LABELS.len()];
-    let (mut v, mut a, mut n) = (0.0, 0.0, 0usize);
+    let (mut v, mut a, mut n, mut n_va, mut n_expr) = (0.0, 0.0, 0usize, 0usize, 0usize);
     for face in outcome.frames.iter().flat_map(|f| &f.faces) {
         *counts.entry(face.track_id).or_default() += 1;
-        expressions[face.expression.min(EXPRESSION_LABELS.len() - 1)] += 1;
-        v += face.valence as f64;
-        a += face.arousal as f64;
+        // Only the heads the models gave count.
+        if let Some(count) = expressions.get_mut(face.expression) {
+            *count += 1;
+            n_expr += 1;
+        }
+        if face.valence.is_finite() && face.arousal.is_finite() {
+            v += face.valence as f64;
+            a += face.arousal as f64;
+            n_va += 1;
+        }
         n += 1;
     }
     // The plot follows the track seen longest (the main person of the video).
@@ -229,7 +236,7 @@ fn summarise(input: &Path, outcome: &Outcome) -> (VideoSummary, Series) {
             series.push(frame.time, [f.valence, f.arousal], f.expression, f.au_probs);
         }
     }
-    let dominant = (n > 0).then(|| {
+    let dominant = (n_expr > 0).then(|| {
         let k = (0..expressions.len())
             .max_by_key(|&k| expressions[k])
             .unwrap_or(0);
@@ -241,8 +248,8 @@ fn summarise(input: &Path, outcome: &Outcome) -> (VideoSummary, Series) {
         frames: outcome.frames.len(),
         face_rows: n,
         tracks: counts.len(),
-        mean_valence: (n > 0).then(|| v / n as f64),
-        mean_arousal: (n > 0).then(|| a / n as f64),
+        mean_valence: (n_va > 0).then(|| v / n_va as f64),
+        mean_arousal: (n_va > 0).then(|| a / n_va as f64),
         dominant_expression: dominant,
         seconds: outcome.elapsed.as_secs_f64(),
     };

@@ -205,7 +205,7 @@ fn attach_faces(buffer: &mut gst::BufferRef, width: u32, height: u32) {
         meta.set_id(k as i32);
         meta.add_param(face.params());
         let result = AffectResult::new(
-            [0.4, -0.2],
+            Some([0.4, -0.2]),
             &[0.1, 0.05, 0.05, 0.05, 0.6, 0.05, 0.05, 0.05],
             &[0.9, 0.1, 0.2, 0.8, 0.7, 0.1, 0.9, 0.1, 0.1, 0.1, 0.6, 0.2],
             &expressions,

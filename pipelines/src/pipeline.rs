@@ -105,7 +105,11 @@ pub struct Job {
     pub annotated: Option<PathBuf>,
 }
 
-/// One face of one frame, as the model saw it.
+/// [`FaceRecord::expression`] of a face no model gave a known expression for.
+pub const NO_EXPRESSION: usize = usize::MAX;
+
+/// One face of one frame, as the models saw it. Heads no model gave are NaN (and
+/// [`NO_EXPRESSION`]), never a made-up value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaceRecord {
     pub track_id: u64,
@@ -113,10 +117,11 @@ pub struct FaceRecord {
     pub bbox: [f32; 4],
     pub valence: f32,
     pub arousal: f32,
-    /// Index into [`EXPRESSION_LABELS`].
+    /// Index into [`EXPRESSION_LABELS`], or [`NO_EXPRESSION`].
     pub expression: usize,
+    /// In [`EXPRESSION_LABELS`] order; NaN for labels the model does not have.
     pub expression_probs: Vec<f32>,
-    /// Occurrence probabilities in [`AU_LABELS`] order.
+    /// Occurrence probabilities in [`AU_LABELS`] order; NaN for AUs the model does not have.
     pub au_probs: [f32; N_AUS],
 }
 
@@ -147,27 +152,30 @@ impl Outcome {
     }
 }
 
-/// Turns the meta of one face into a record in the label order of affect-core (the model's
-/// labels may come in another order); `None` when the model left no result or a label is
-/// unknown.
+/// Turns the meta of one face into a record in the label order of affect-core (the models'
+/// labels may come in another order, or be a subset); `None` when no model left a result.
 fn record(face: &meta::AnalysedFace) -> Option<FaceRecord> {
     let affect = face.affect.as_ref()?;
-    let mut au_probs = [0f32; N_AUS];
+    let mut au_probs = [f32::NAN; N_AUS];
     for (k, label) in AU_LABELS.iter().enumerate() {
-        au_probs[k] = affect.au_prob(label)? as f32;
+        if let Some(p) = affect.au_prob(label) {
+            au_probs[k] = p as f32;
+        }
     }
     let expression_probs: Vec<f32> = EXPRESSION_LABELS
         .iter()
-        .map(|l| affect.expression_prob(l).map(|p| p as f32))
-        .collect::<Option<_>>()?;
-    let expression = EXPRESSION_LABELS
-        .iter()
-        .position(|l| *l == affect.expression)?;
+        .map(|l| affect.expression_prob(l).map_or(f32::NAN, |p| p as f32))
+        .collect();
+    let expression = affect
+        .expression
+        .as_deref()
+        .and_then(|e| EXPRESSION_LABELS.iter().position(|l| *l == e))
+        .unwrap_or(NO_EXPRESSION);
     Some(FaceRecord {
         track_id: face.face.track_id,
         bbox: face.face.bbox,
-        valence: affect.valence as f32,
-        arousal: affect.arousal as f32,
+        valence: affect.valence.map_or(f32::NAN, |v| v as f32),
+        arousal: affect.arousal.map_or(f32::NAN, |v| v as f32),
         expression,
         expression_probs,
         au_probs,

@@ -238,7 +238,11 @@ fn draw(c: &Canvas, t: &Timeline) -> Result<(), cairo::Error> {
         c.colour((0.96, 0.96, 0.96));
         c.rect(LEFT, y, RIGHT - LEFT, strip_h);
         for (&e, &time) in series.expression.iter().zip(&series.time) {
-            c.colour(EXPRESSION_COLOURS[e.min(7)]);
+            // A frame without an expression head leaves its cell blank.
+            let Some(&colour) = EXPRESSION_COLOURS.get(e) else {
+                continue;
+            };
+            c.colour(colour);
             c.rect(x_of(time), y, cell, strip_h);
         }
         c.colour(dark);

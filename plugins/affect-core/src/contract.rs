@@ -5,7 +5,7 @@
 //!
 //! | input / output    | type | shape        | notes                                   |
 //! |-------------------|------|--------------|-----------------------------------------|
-//! | `face`            | f32  | `[N,3,H,W]`  | RGB, `(x/255 - mean) / std` per channel |
+//! | `face`            | f32  | `[N,C,H,W]`  | C = 3 (RGB) or 1 (grey, BT.601 luma), `(x/255 - mean) / std` per channel |
 //! | `audio` (opt.)    | f32  | `[N,1,T,M]`  | log-mel window of `T` frames, `M` mels  |
 //! | `state_in` (opt.) | f32  | `[N,S]`      | recurrent state of the face track       |
 //! | `valence_arousal` | f32  | `[N,2]`      | tanh                                    |
@@ -15,14 +15,25 @@
 //! | `state_out` (opt.)| f32  | `[N,S]`      | present exactly when `state_in` is      |
 //!
 //! The batch axis `N` is dynamic.
+//!
+//! Version 2 (what this code writes for partial models) lets a model have any non-empty
+//! subset of the three heads, named by `affect.heads` (e.g. `expression`); the label keys are
+//! required exactly for the heads present (`affect.labels.au` for `au`,
+//! `affect.labels.expression` for `expression`). `affect.face.channels` = 1 makes the face
+//! input the grey (ITU-R BT.601 luma, `0.299 R + 0.587 G + 0.114 B`) of the same crop, with a
+//! single mean and std (or three equal ones). Inputs in `[-1, 1]` (`x / 255 * 2 - 1`) are
+//! mean 0.5, std 0.5: no range key is needed. Version-1 files (no `affect.heads`, all three
+//! heads, RGB) load unchanged.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::melspec::{MelConfig, MelNorm, MelScale, WindowKind};
 
-/// Version of the contract this code reads and writes.
-pub const CONTRACT_VERSION: u32 = 1;
+/// The newest version of the contract this code reads and writes (it reads 1 and 2).
+pub const CONTRACT_VERSION: u32 = 2;
+/// Version 1: all three heads, RGB faces.
+pub const CONTRACT_VERSION_1: u32 = 1;
 
 /// Tensor names.
 pub mod io {
@@ -67,6 +78,11 @@ pub mod keys {
     pub const FACE_ALIGNMENT: &str = "affect.face.alignment";
     /// Relative margin added around the box for `box` alignment (default 0).
     pub const FACE_BOX_MARGIN: &str = "affect.face.box_margin";
+    /// `3` (RGB, the default) or `1` (grey); version 2.
+    pub const FACE_CHANNELS: &str = "affect.face.channels";
+    /// The heads the model has, comma-separated (`valence_arousal`, `au`, `expression`);
+    /// required in version 2, all three in version 1.
+    pub const HEADS: &str = "affect.heads";
     /// Audio features, required when the model has an `audio` input.
     pub const AUDIO_SAMPLE_RATE: &str = "affect.audio.sample_rate";
     pub const AUDIO_N_FFT: &str = "affect.audio.n_fft";
@@ -108,9 +124,15 @@ pub enum ContractError {
         reason: String,
     },
     #[error(
-        "contract version {got} is not supported (this build reads version {CONTRACT_VERSION})"
+        "contract version {got} is not supported (this build reads versions 1 to \
+         {CONTRACT_VERSION})"
     )]
     UnsupportedVersion { got: u32 },
+    #[error("metadata key '{key}' is given but the model has no {head} head")]
+    LabelsWithoutHead {
+        key: &'static str,
+        head: &'static str,
+    },
     #[error("the model has no {kind} named '{name}'")]
     MissingTensor {
         kind: &'static str,
@@ -134,6 +156,71 @@ pub enum ContractError {
         present: &'static str,
         missing: &'static str,
     },
+}
+
+/// One output head of a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Head {
+    ValenceArousal,
+    Au,
+    Expression,
+}
+
+impl Head {
+    pub const ALL: [Head; 3] = [Head::ValenceArousal, Head::Au, Head::Expression];
+
+    /// The output tensor's name, which is also the head's name in `affect.heads`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Head::ValenceArousal => io::VALENCE_AROUSAL,
+            Head::Au => io::AU,
+            Head::Expression => io::EXPRESSION,
+        }
+    }
+}
+
+impl fmt::Display for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The heads a model has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Heads {
+    pub valence_arousal: bool,
+    pub au: bool,
+    pub expression: bool,
+}
+
+impl Heads {
+    pub const ALL: Heads = Heads {
+        valence_arousal: true,
+        au: true,
+        expression: true,
+    };
+
+    pub fn has(&self, head: Head) -> bool {
+        match head {
+            Head::ValenceArousal => self.valence_arousal,
+            Head::Au => self.au,
+            Head::Expression => self.expression,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Head> + '_ {
+        Head::ALL.into_iter().filter(|h| self.has(*h))
+    }
+
+    /// The heads both have.
+    pub fn overlap(&self, other: &Heads) -> Vec<Head> {
+        self.iter().filter(|h| other.has(*h)).collect()
+    }
+
+    /// `valence_arousal,au,expression` (the present ones, in that order).
+    pub fn list(&self) -> String {
+        self.iter().map(Head::name).collect::<Vec<_>>().join(",")
+    }
 }
 
 /// How the face crop is made from a detection.
@@ -165,6 +252,8 @@ impl fmt::Display for Alignment {
 pub struct FaceSpec {
     pub height: u32,
     pub width: u32,
+    /// 3 (RGB) or 1 (grey).
+    pub channels: u32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
     pub alignment: Alignment,
@@ -192,12 +281,28 @@ impl FaceSpec {
         }
     }
 
-    /// Fills a `[3, H, W]` tensor from a packed RGB8 crop of this size: `(v / 255 - mean) /
-    /// std` per channel, the normalisation the model was trained with.
+    /// Values of one face in the model's input: `channels x H x W`.
+    pub fn tensor_len(&self) -> usize {
+        (self.channels * self.width * self.height) as usize
+    }
+
+    /// Fills a `[C, H, W]` tensor from a packed RGB8 crop of this size: `(v / 255 - mean) /
+    /// std` per channel, the normalisation the model was trained with; for grey models `v` is
+    /// the crop's BT.601 luma `0.299 R + 0.587 G + 0.114 B` (unrounded) and the first mean and
+    /// std apply.
     pub fn normalize_into(&self, crop: &[u8], out: &mut [f32]) {
         let plane = (self.width * self.height) as usize;
         debug_assert_eq!(crop.len(), plane * 3);
-        debug_assert_eq!(out.len(), plane * 3);
+        debug_assert_eq!(out.len(), plane * self.channels as usize);
+        if self.channels == 1 {
+            let scale = 1.0 / (255.0 * self.std[0]);
+            let shift = self.mean[0] / self.std[0];
+            for (o, px) in out[..plane].iter_mut().zip(crop.chunks_exact(3)) {
+                let y = 0.299 * px[0] as f32 + 0.587 * px[1] as f32 + 0.114 * px[2] as f32;
+                *o = y * scale - shift;
+            }
+            return;
+        }
         for c in 0..3 {
             let scale = 1.0 / (255.0 * self.std[c]);
             let shift = self.mean[c] / self.std[c];
@@ -223,9 +328,13 @@ pub struct AudioSpec {
 pub struct ModelContract {
     pub version: u32,
     pub face: FaceSpec,
+    /// The heads the model has (all three in version 1).
+    pub heads: Heads,
     pub audio: Option<AudioSpec>,
     pub state_size: Option<usize>,
+    /// Labels of the `au` head (empty without one).
     pub au_labels: Vec<String>,
+    /// Labels of the `expression` head (empty without one).
     pub expression_labels: Vec<String>,
     pub name: Option<String>,
     /// Provenance and any other `affect.*` keys not interpreted above, kept for display.
@@ -379,7 +488,13 @@ impl Meta<'_> {
         Ok(v)
     }
 
-    fn triple(&self, key: &'static str, positive: bool) -> Result<[f32; 3], ContractError> {
+    /// Three comma-separated numbers; with `single_ok`, one number stands for all three.
+    fn triple(
+        &self,
+        key: &'static str,
+        positive: bool,
+        single_ok: bool,
+    ) -> Result<[f32; 3], ContractError> {
         let v = self.required(key)?;
         let bad = |reason: &str| ContractError::BadValue {
             key,
@@ -395,9 +510,18 @@ impl Meta<'_> {
                     "{e}; expected three comma-separated numbers (R,G,B)"
                 ))
             })?;
-        let arr: [f32; 3] = parts
-            .try_into()
-            .map_err(|_| bad("expected three comma-separated numbers (R,G,B)"))?;
+        let parts = if single_ok && parts.len() == 1 {
+            vec![parts[0]; 3]
+        } else {
+            parts
+        };
+        let arr: [f32; 3] = parts.try_into().map_err(|_| {
+            bad(if single_ok {
+                "expected one number (grey) or three comma-separated numbers"
+            } else {
+                "expected three comma-separated numbers (R,G,B)"
+            })
+        })?;
         if arr.iter().any(|x| !x.is_finite()) || (positive && arr.iter().any(|&x| x <= 0.0)) {
             return Err(bad(if positive {
                 "every value must be finite and > 0"
@@ -432,8 +556,55 @@ impl ModelContract {
     ) -> Result<Self, ContractError> {
         let m = Meta(metadata);
         let version: u32 = m.required_parse(keys::CONTRACT)?;
-        if version != CONTRACT_VERSION {
+        if !(CONTRACT_VERSION_1..=CONTRACT_VERSION).contains(&version) {
             return Err(ContractError::UnsupportedVersion { got: version });
+        }
+        let heads = if version == CONTRACT_VERSION_1 {
+            Heads::ALL
+        } else {
+            let v = m.required(keys::HEADS)?;
+            let bad = |reason: String| ContractError::BadValue {
+                key: keys::HEADS,
+                value: v.to_string(),
+                reason,
+            };
+            let mut heads = Heads {
+                valence_arousal: false,
+                au: false,
+                expression: false,
+            };
+            for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                let flag = match name {
+                    io::VALENCE_AROUSAL => &mut heads.valence_arousal,
+                    io::AU => &mut heads.au,
+                    io::EXPRESSION => &mut heads.expression,
+                    other => {
+                        return Err(bad(format!(
+                            "unknown head '{other}' (expected valence_arousal, au, expression)"
+                        )));
+                    }
+                };
+                if *flag {
+                    return Err(bad(format!("head '{name}' is named twice")));
+                }
+                *flag = true;
+            }
+            if heads.iter().next().is_none() {
+                return Err(bad("a model needs at least one head".into()));
+            }
+            heads
+        };
+        let channels: u32 = if version == CONTRACT_VERSION_1 {
+            3
+        } else {
+            m.optional_parse(keys::FACE_CHANNELS)?.unwrap_or(3)
+        };
+        if channels != 1 && channels != 3 {
+            return Err(ContractError::BadValue {
+                key: keys::FACE_CHANNELS,
+                value: channels.to_string(),
+                reason: "must be 1 (grey) or 3 (RGB)".into(),
+            });
         }
         let alignment = match m.required(keys::FACE_ALIGNMENT)? {
             "arcface-5pt" => Alignment::ArcFace5Point,
@@ -457,8 +628,9 @@ impl ModelContract {
         let face = FaceSpec {
             height: m.bounded(keys::FACE_HEIGHT, limits::FACE_SIDE)? as u32,
             width: m.bounded(keys::FACE_WIDTH, limits::FACE_SIDE)? as u32,
-            mean: m.triple(keys::FACE_MEAN, false)?,
-            std: m.triple(keys::FACE_STD, true)?,
+            channels,
+            mean: m.triple(keys::FACE_MEAN, false, channels == 1)?,
+            std: m.triple(keys::FACE_STD, true, channels == 1)?,
             alignment,
             box_margin,
         };
@@ -510,9 +682,21 @@ impl ModelContract {
             None
         };
 
-        let au_labels = m.labels(keys::LABELS_AU)?;
-        let expression_labels = m.labels(keys::LABELS_EXPRESSION)?;
-        if expression_labels.len() < 2 {
+        // Labels exactly for the heads present: a key for an absent head is a file whose
+        // metadata and graph disagree.
+        let labels_of = |head: Head, key: &'static str| -> Result<Vec<String>, ContractError> {
+            match (heads.has(head), m.raw(key).is_some()) {
+                (true, _) => m.labels(key),
+                (false, true) => Err(ContractError::LabelsWithoutHead {
+                    key,
+                    head: head.name(),
+                }),
+                (false, false) => Ok(Vec::new()),
+            }
+        };
+        let au_labels = labels_of(Head::Au, keys::LABELS_AU)?;
+        let expression_labels = labels_of(Head::Expression, keys::LABELS_EXPRESSION)?;
+        if heads.expression && expression_labels.len() < 2 {
             return Err(ContractError::BadValue {
                 key: keys::LABELS_EXPRESSION,
                 value: expression_labels.join(","),
@@ -528,6 +712,8 @@ impl ModelContract {
             keys::FACE_STD,
             keys::FACE_ALIGNMENT,
             keys::FACE_BOX_MARGIN,
+            keys::FACE_CHANNELS,
+            keys::HEADS,
             keys::LABELS_AU,
             keys::LABELS_EXPRESSION,
             keys::STATE_SIZE,
@@ -546,6 +732,7 @@ impl ModelContract {
         Ok(Self {
             version,
             face,
+            heads,
             audio,
             state_size,
             au_labels,
@@ -570,6 +757,10 @@ impl ModelContract {
             keys::FACE_BOX_MARGIN.into(),
             self.face.box_margin.to_string(),
         );
+        if self.version >= 2 {
+            m.insert(keys::HEADS.into(), self.heads.list());
+            m.insert(keys::FACE_CHANNELS.into(), self.face.channels.to_string());
+        }
         if let Some(a) = &self.audio {
             m.insert(
                 keys::AUDIO_SAMPLE_RATE.into(),
@@ -593,11 +784,15 @@ impl ModelContract {
         if let Some(s) = self.state_size {
             m.insert(keys::STATE_SIZE.into(), s.to_string());
         }
-        m.insert(keys::LABELS_AU.into(), self.au_labels.join(","));
-        m.insert(
-            keys::LABELS_EXPRESSION.into(),
-            self.expression_labels.join(","),
-        );
+        if self.heads.au {
+            m.insert(keys::LABELS_AU.into(), self.au_labels.join(","));
+        }
+        if self.heads.expression {
+            m.insert(
+                keys::LABELS_EXPRESSION.into(),
+                self.expression_labels.join(","),
+            );
+        }
         if let Some(n) = &self.name {
             m.insert(keys::MODEL_NAME.into(), n.clone());
         }
@@ -623,7 +818,7 @@ impl ModelContract {
             &face,
             &[
                 Batch,
-                Is(3),
+                Is(self.face.channels as i64),
                 Is(self.face.height as i64),
                 Is(self.face.width as i64),
             ],
@@ -671,16 +866,31 @@ impl ModelContract {
             (None, None) => {}
         }
 
-        let va = need("output", outputs, io::VALENCE_AROUSAL)?;
-        check_tensor("output", &va, &[Batch, Is(2)])?;
-        let au = need("output", outputs, io::AU)?;
-        check_tensor("output", &au, &[Batch, Is(self.au_labels.len() as i64)])?;
-        let expr = need("output", outputs, io::EXPRESSION)?;
-        check_tensor(
-            "output",
-            &expr,
-            &[Batch, Is(self.expression_labels.len() as i64)],
-        )?;
+        for head in Head::ALL {
+            let width = match head {
+                Head::ValenceArousal => 2,
+                Head::Au => self.au_labels.len() as i64,
+                Head::Expression => self.expression_labels.len() as i64,
+            };
+            match (self.heads.has(head), find(outputs, head.name())) {
+                (true, Some(t)) => check_tensor("output", &t, &[Batch, Is(width)])?,
+                (true, None) => {
+                    return Err(ContractError::MissingTensor {
+                        kind: "output",
+                        name: head.name(),
+                    });
+                }
+                // An output the metadata does not declare would be silently ignored.
+                (false, Some(_)) => {
+                    return Err(ContractError::BadValue {
+                        key: keys::HEADS,
+                        value: self.heads.list(),
+                        reason: format!("the model has a '{}' output not listed", head.name()),
+                    });
+                }
+                (false, None) => {}
+            }
+        }
         if let Some(e) = find(outputs, io::EMBEDDING)
             && (e.dims.len() != 2 || !e.is_f32)
         {
@@ -772,6 +982,7 @@ mod tests {
         let spec = FaceSpec {
             height: 2,
             width: 2,
+            channels: 3,
             mean: [0.5, 0.25, 0.0],
             std: [0.5, 0.25, 1.0],
             alignment: Alignment::Box,
@@ -787,6 +998,153 @@ mod tests {
                 assert!((out[c * 4 + p] - want).abs() < 1e-6);
             }
         }
+    }
+
+    /// A version-2 expression-only grey model (FER2013-like: 64x64, 7 classes).
+    fn grey_expression_metadata() -> BTreeMap<String, String> {
+        [
+            (keys::CONTRACT, "2"),
+            (keys::HEADS, "expression"),
+            (keys::FACE_CHANNELS, "1"),
+            (keys::FACE_HEIGHT, "64"),
+            (keys::FACE_WIDTH, "64"),
+            (keys::FACE_MEAN, "0.5"),
+            (keys::FACE_STD, "0.5"),
+            (keys::FACE_ALIGNMENT, "box"),
+            (
+                keys::LABELS_EXPRESSION,
+                "Anger,Disgust,Fear,Happiness,Sadness,Surprise,Neutral",
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn grey_expression_io(classes: i64) -> (Vec<TensorSpec>, Vec<TensorSpec>) {
+        (
+            vec![TensorSpec::f32(
+                "face",
+                &[None, Some(1), Some(64), Some(64)],
+            )],
+            vec![TensorSpec::f32("expression", &[None, Some(classes)])],
+        )
+    }
+
+    #[test]
+    fn version_2_models_have_any_heads_and_grey_faces() {
+        let c = ModelContract::from_metadata(&grey_expression_metadata(), false, false).unwrap();
+        assert_eq!(
+            c.heads,
+            Heads {
+                valence_arousal: false,
+                au: false,
+                expression: true
+            }
+        );
+        assert_eq!(c.face.channels, 1);
+        assert_eq!(c.face.mean, [0.5; 3]);
+        assert!(c.au_labels.is_empty());
+        assert_eq!(c.expression_labels.len(), 7);
+        let (i, o) = grey_expression_io(7);
+        c.check_io(&i, &o).unwrap();
+        // Round trip through the metadata.
+        let back = ModelContract::from_metadata(&c.to_metadata(), false, false).unwrap();
+        assert_eq!(back, c);
+        // Version 1 files are all three heads and RGB, as before.
+        let v1 = ModelContract::from_metadata(&full_metadata(), true, true).unwrap();
+        assert_eq!((v1.version, v1.heads, v1.face.channels), (1, Heads::ALL, 3));
+    }
+
+    #[test]
+    fn grey_normalisation_is_bt601_luma() {
+        let spec = FaceSpec {
+            height: 1,
+            width: 2,
+            channels: 1,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            alignment: Alignment::Box,
+            box_margin: 0.0,
+        };
+        let crop = [255u8, 0, 0, 10, 200, 30];
+        let mut out = vec![0.0; 2];
+        spec.normalize_into(&crop, &mut out);
+        let luma = |r: f32, g: f32, b: f32| 0.299 * r + 0.587 * g + 0.114 * b;
+        for (o, y) in out.iter().zip([luma(255., 0., 0.), luma(10., 200., 30.)]) {
+            assert!((o - (y / 255.0 - 0.5) / 0.5).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn malformed_version_2_files_are_named() {
+        let with = |key: &str, value: Option<&str>| {
+            let mut m = grey_expression_metadata();
+            match value {
+                Some(v) => m.insert(key.to_string(), v.to_string()),
+                None => m.remove(key),
+            };
+            ModelContract::from_metadata(&m, false, false)
+        };
+        // No heads at all.
+        let e = with(keys::HEADS, Some("")).unwrap_err();
+        assert!(e.to_string().contains("at least one head"), "{e}");
+        assert_eq!(
+            with(keys::HEADS, None).unwrap_err(),
+            ContractError::MissingKey(keys::HEADS)
+        );
+        let e = with(keys::HEADS, Some("expression,gaze")).unwrap_err();
+        assert!(e.to_string().contains("'gaze'"), "{e}");
+        // Labels for a head the model does not have.
+        assert_eq!(
+            with(keys::LABELS_AU, Some("AU1,AU2")).unwrap_err(),
+            ContractError::LabelsWithoutHead {
+                key: keys::LABELS_AU,
+                head: "au"
+            }
+        );
+        // A head without its labels.
+        let mut m = grey_expression_metadata();
+        m.insert(keys::HEADS.into(), "expression,au".into());
+        assert_eq!(
+            ModelContract::from_metadata(&m, false, false).unwrap_err(),
+            ContractError::MissingKey(keys::LABELS_AU)
+        );
+        // Two channels.
+        let e = with(keys::FACE_CHANNELS, Some("2")).unwrap_err();
+        assert!(
+            e.to_string().contains(keys::FACE_CHANNELS) && e.to_string().contains("1 (grey)"),
+            "{e}"
+        );
+        // The label count does not match the head.
+        let c = with(keys::HEADS, Some("expression")).unwrap();
+        let (i, o) = grey_expression_io(8);
+        let e = c.check_io(&i, &o).unwrap_err();
+        assert!(
+            e.to_string().contains("'expression'") && e.to_string().contains("[N,7]"),
+            "{e}"
+        );
+        // A grey model given an RGB input, and an undeclared output.
+        let (_, o) = grey_expression_io(7);
+        let rgb = vec![TensorSpec::f32(
+            "face",
+            &[None, Some(3), Some(64), Some(64)],
+        )];
+        assert!(
+            c.check_io(&rgb, &o)
+                .unwrap_err()
+                .to_string()
+                .contains("[N,1,64,64]")
+        );
+        let mut extra = o.clone();
+        extra.push(TensorSpec::f32("au", &[None, Some(12)]));
+        let e = c.check_io(&i, &extra).unwrap_err();
+        assert!(e.to_string().contains("'au' output not listed"), "{e}");
+        // Version 3 does not exist yet.
+        assert_eq!(
+            with(keys::CONTRACT, Some("3")).unwrap_err(),
+            ContractError::UnsupportedVersion { got: 3 }
+        );
     }
 
     #[test]
@@ -817,7 +1175,7 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let cases = [
-            (keys::CONTRACT, "2", "version 2"),
+            (keys::CONTRACT, "7", "version 7"),
             (keys::FACE_HEIGHT, "0", keys::FACE_HEIGHT),
             (keys::FACE_WIDTH, "wide", keys::FACE_WIDTH),
             (keys::FACE_MEAN, "0.5,0.5", keys::FACE_MEAN),

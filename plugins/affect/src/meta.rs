@@ -139,25 +139,32 @@ pub fn faces(buffer: &gst::BufferRef) -> Vec<Face> {
 /// element message).
 pub const AFFECT_PARAMS: &str = "affect";
 
-/// What a model said of one face: the `affect` parameter structure.
+/// What the models said of one face: the `affect` parameter structure. Each head is there
+/// only when a model that has it ran on the face: `valence`/`arousal` for `valence_arousal`,
+/// `expression`, `expression-probs` and `expression-labels` for `expression`, `au-probs` and
+/// `au-labels` for `au`. Absent heads are absent fields (empty vectors and `None` here), never
+/// zeros. `model` names every model that contributed, in the order they ran, joined by `+`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AffectResult {
-    pub valence: f64,
-    pub arousal: f64,
+    pub valence: Option<f64>,
+    pub arousal: Option<f64>,
     /// The most probable expression's label.
-    pub expression: String,
+    pub expression: Option<String>,
     pub expression_probs: Vec<f64>,
     pub expression_labels: Vec<String>,
     pub au_probs: Vec<f64>,
     pub au_labels: Vec<String>,
-    /// The model's name (or file).
+    /// The models' names (or files), `+`-separated.
     pub model: String,
 }
 
+/// Separates the models of a chain in [`AffectResult::model`].
+pub const MODEL_SEPARATOR: &str = "+";
+
 impl AffectResult {
-    /// The result of a model run, with the label lists of its contract.
+    /// The result of a model run: the heads it has, with the label lists of its contract.
     pub fn new(
-        valence_arousal: [f32; 2],
+        valence_arousal: Option<[f32; 2]>,
         expression_probs: &[f32],
         au_probs: &[f32],
         expression_labels: &[String],
@@ -169,11 +176,10 @@ impl AffectResult {
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1))
             .and_then(|(i, _)| expression_labels.get(i))
-            .cloned()
-            .unwrap_or_default();
+            .cloned();
         AffectResult {
-            valence: valence_arousal[0] as f64,
-            arousal: valence_arousal[1] as f64,
+            valence: valence_arousal.map(|v| v[0] as f64),
+            arousal: valence_arousal.map(|v| v[1] as f64),
             expression,
             expression_probs: expression_probs.iter().map(|&p| p as f64).collect(),
             expression_labels: expression_labels.to_vec(),
@@ -183,46 +189,148 @@ impl AffectResult {
         }
     }
 
-    /// The `affect` parameter structure.
+    pub fn has_valence_arousal(&self) -> bool {
+        self.valence.is_some() && self.arousal.is_some()
+    }
+
+    pub fn has_expression(&self) -> bool {
+        !self.expression_probs.is_empty()
+    }
+
+    pub fn has_au(&self) -> bool {
+        !self.au_probs.is_empty()
+    }
+
+    /// The heads present, by their output names.
+    pub fn heads(&self) -> Vec<&'static str> {
+        let mut h = Vec::new();
+        if self.has_valence_arousal() {
+            h.push("valence_arousal");
+        }
+        if self.has_au() {
+            h.push("au");
+        }
+        if self.has_expression() {
+            h.push("expression");
+        }
+        h
+    }
+
+    /// Adds `later`'s heads (a model downstream on the same face) to this result; a head both
+    /// give is `later`'s. Returns the heads that were replaced.
+    pub fn merge(&mut self, later: AffectResult) -> Vec<&'static str> {
+        let mut replaced = Vec::new();
+        let (later_expression, later_au) = (later.has_expression(), later.has_au());
+        if later.has_valence_arousal() {
+            if self.has_valence_arousal() {
+                replaced.push("valence_arousal");
+            }
+            self.valence = later.valence;
+            self.arousal = later.arousal;
+        }
+        if later_expression {
+            if self.has_expression() {
+                replaced.push("expression");
+            }
+            self.expression = later.expression;
+            self.expression_probs = later.expression_probs;
+            self.expression_labels = later.expression_labels;
+        }
+        if later_au {
+            if self.has_au() {
+                replaced.push("au");
+            }
+            self.au_probs = later.au_probs;
+            self.au_labels = later.au_labels;
+        }
+        if !later.model.is_empty() {
+            if self.model.is_empty() {
+                self.model = later.model;
+            } else {
+                self.model = format!("{}{MODEL_SEPARATOR}{}", self.model, later.model);
+            }
+        }
+        replaced
+    }
+
+    /// The `affect` parameter structure, with the fields of the heads present.
     pub fn to_structure(&self) -> gst::Structure {
         let f64s = |v: &[f64]| gst::Array::new(v.iter().copied());
         let strs = |v: &[String]| gst::Array::new(v.iter().map(String::as_str));
-        gst::Structure::builder(AFFECT_PARAMS)
-            .field("valence", self.valence)
-            .field("arousal", self.arousal)
-            .field("expression", self.expression.as_str())
-            .field("expression-probs", f64s(&self.expression_probs))
-            .field("au-probs", f64s(&self.au_probs))
-            .field("au-labels", strs(&self.au_labels))
-            .field("expression-labels", strs(&self.expression_labels))
-            .field("model", self.model.as_str())
-            .build()
+        let mut b = gst::Structure::builder(AFFECT_PARAMS);
+        if let (Some(v), Some(a)) = (self.valence, self.arousal) {
+            b = b.field("valence", v).field("arousal", a);
+        }
+        if self.has_expression() {
+            b = b
+                .field("expression", self.expression.as_deref().unwrap_or(""))
+                .field("expression-probs", f64s(&self.expression_probs))
+                .field("expression-labels", strs(&self.expression_labels));
+        }
+        if self.has_au() {
+            b = b
+                .field("au-probs", f64s(&self.au_probs))
+                .field("au-labels", strs(&self.au_labels));
+        }
+        b.field("model", self.model.as_str()).build()
     }
 
     /// Reads an `affect` structure (from a face's meta or an element message's `faces`);
-    /// `None` when it is not one or a field is missing or of the wrong type.
+    /// `None` when it is not one, holds no head, or a head's fields are malformed (probs and
+    /// labels of different lengths, wrong types).
     pub fn from_structure(s: &gst::StructureRef) -> Option<AffectResult> {
         if s.name() != AFFECT_PARAMS {
             return None;
         }
-        let f64s = |field: &str| -> Option<Vec<f64>> {
+        let f64s = |field: &str| -> Option<Option<Vec<f64>>> {
+            if !s.has_field(field) {
+                return Some(None);
+            }
             let a = s.get::<gst::Array>(field).ok()?;
-            a.iter().map(|v| v.get::<f64>().ok()).collect()
+            a.iter()
+                .map(|v| v.get::<f64>().ok())
+                .collect::<Option<Vec<f64>>>()
+                .map(Some)
         };
-        let strs = |field: &str| -> Option<Vec<String>> {
+        let strs = |field: &str| -> Option<Option<Vec<String>>> {
+            if !s.has_field(field) {
+                return Some(None);
+            }
             let a = s.get::<gst::Array>(field).ok()?;
-            a.iter().map(|v| v.get::<String>().ok()).collect()
+            a.iter()
+                .map(|v| v.get::<String>().ok())
+                .collect::<Option<Vec<String>>>()
+                .map(Some)
         };
-        Some(AffectResult {
-            valence: s.get::<f64>("valence").ok()?,
-            arousal: s.get::<f64>("arousal").ok()?,
-            expression: s.get::<String>("expression").ok()?,
-            expression_probs: f64s("expression-probs")?,
-            expression_labels: strs("expression-labels")?,
-            au_probs: f64s("au-probs")?,
-            au_labels: strs("au-labels")?,
+        let opt_f64 = |field: &str| -> Option<Option<f64>> {
+            if !s.has_field(field) {
+                return Some(None);
+            }
+            s.get::<f64>(field).ok().map(Some)
+        };
+        let valence = opt_f64("valence")?;
+        let arousal = opt_f64("arousal")?;
+        if valence.is_some() != arousal.is_some() {
+            return None;
+        }
+        let expression_probs = f64s("expression-probs")?.unwrap_or_default();
+        let expression_labels = strs("expression-labels")?.unwrap_or_default();
+        let au_probs = f64s("au-probs")?.unwrap_or_default();
+        let au_labels = strs("au-labels")?.unwrap_or_default();
+        if expression_probs.len() != expression_labels.len() || au_probs.len() != au_labels.len() {
+            return None;
+        }
+        let r = AffectResult {
+            valence,
+            arousal,
+            expression: s.get::<String>("expression").ok(),
+            expression_probs,
+            expression_labels,
+            au_probs,
+            au_labels,
             model: s.get::<String>("model").unwrap_or_default(),
-        })
+        };
+        (!r.heads().is_empty()).then_some(r)
     }
 
     /// Probability of the expression called `label`.
@@ -296,14 +404,14 @@ mod tests {
         gst::init().unwrap();
         let labels = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let result = AffectResult::new(
-            [0.25, -0.5],
+            Some([0.25, -0.5]),
             &[0.1, 0.7, 0.2],
             &[0.9, 0.05],
             &labels(&["Neutral", "Anger", "Other"]),
             &labels(&["AU1", "AU2"]),
             "m".into(),
         );
-        assert_eq!(result.expression, "Anger");
+        assert_eq!(result.expression.as_deref(), Some("Anger"));
         let face = Face {
             bbox: [10.0, 20.0, 60.0, 90.0],
             track_id: 3,
@@ -321,8 +429,8 @@ mod tests {
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].face.track_id, 3);
         let got = read[0].affect.as_ref().expect("results");
-        assert_eq!(got.valence, 0.25);
-        assert_eq!(got.arousal, -0.5);
+        assert_eq!(got.valence, Some(0.25));
+        assert_eq!(got.arousal, Some(-0.5));
         assert_eq!(got.expression_prob("Anger"), Some(0.7f32 as f64));
         assert_eq!(got.au_prob("AU2"), Some(0.05f32 as f64));
         assert_eq!(got.au_prob("AU4"), None);
@@ -331,6 +439,53 @@ mod tests {
         let mut bare = gst::Buffer::new();
         face.attach(bare.get_mut().unwrap(), 640, 480);
         assert_eq!(analysed_faces(&bare)[0].affect, None);
+    }
+
+    #[test]
+    fn partial_results_keep_their_heads_and_merge() {
+        gst::init().unwrap();
+        let labels = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // A valence/arousal and AU model, then an expression-only model on the same face.
+        let first = AffectResult::new(
+            Some([0.5, 0.1]),
+            &[],
+            &[0.2, 0.8],
+            &[],
+            &labels(&["AU1", "AU2"]),
+            "synthetic".into(),
+        );
+        let s = first.to_structure();
+        assert!(!s.has_field("expression") && !s.has_field("expression-probs"));
+        assert_eq!(AffectResult::from_structure(&s).as_ref(), Some(&first));
+        assert_eq!(first.heads(), vec!["valence_arousal", "au"]);
+        let second = AffectResult::new(
+            None,
+            &[0.3, 0.7],
+            &[],
+            &labels(&["Neutral", "Happiness"]),
+            &[],
+            "fer".into(),
+        );
+        let s2 = second.to_structure();
+        assert!(!s2.has_field("valence") && !s2.has_field("au-probs"));
+        let mut merged = first.clone();
+        assert!(merged.merge(second.clone()).is_empty());
+        assert_eq!(merged.valence, Some(0.5));
+        assert_eq!(merged.au_probs, first.au_probs);
+        assert_eq!(merged.expression.as_deref(), Some("Happiness"));
+        assert_eq!(merged.model, "synthetic+fer");
+        // A head both give is the later one's, and is reported.
+        let mut again = merged.clone();
+        assert_eq!(again.merge(second), vec!["expression"]);
+        // A structure with no head, or probabilities without their labels, is not a result.
+        let empty = gst::Structure::builder(AFFECT_PARAMS)
+            .field("model", "m")
+            .build();
+        assert_eq!(AffectResult::from_structure(&empty), None);
+        let broken = gst::Structure::builder(AFFECT_PARAMS)
+            .field("au-probs", gst::Array::new([0.5f64]))
+            .build();
+        assert_eq!(AffectResult::from_structure(&broken), None);
     }
 
     #[test]

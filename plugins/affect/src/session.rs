@@ -173,8 +173,9 @@ pub struct FaceRequest {
 
 /// What a model said of one face.
 #[derive(Clone, Debug, PartialEq)]
+/// What a model gives for one face: the heads it has (`None` / empty for the others).
 pub struct FaceResult {
-    pub valence_arousal: [f32; 2],
+    pub valence_arousal: Option<[f32; 2]>,
     pub au: Vec<f32>,
     pub expression: Vec<f32>,
 }
@@ -185,6 +186,7 @@ impl FaceResult {
     pub fn is_finite(&self) -> bool {
         self.valence_arousal
             .iter()
+            .flatten()
             .chain(&self.au)
             .chain(&self.expression)
             .all(|v| v.is_finite())
@@ -594,12 +596,13 @@ impl Worker {
         let n = batch.len();
         let c = &self.contract;
         let (h, w) = (c.face.height as usize, c.face.width as usize);
-        let face_len = 3 * h * w;
+        let channels = c.face.channels as usize;
+        let face_len = channels * h * w;
         self.face_input.clear();
         for (f, _, _) in batch {
             if f.face.len() != face_len {
                 return Err(format!(
-                    "face tensor of {} values, the model needs 3x{h}x{w}",
+                    "face tensor of {} values, the model needs {channels}x{h}x{w}",
                     f.face.len()
                 ));
             }
@@ -609,8 +612,9 @@ impl Worker {
             std::borrow::Cow<'_, str>,
             ort::session::SessionInputValue<'_>,
         )> = Vec::with_capacity(3);
-        let face_tensor = TensorRef::from_array_view(([n, 3, h, w], self.face_input.as_slice()))
-            .map_err(|e| format!("cannot make the face input: {e}"))?;
+        let face_tensor =
+            TensorRef::from_array_view(([n, channels, h, w], self.face_input.as_slice()))
+                .map_err(|e| format!("cannot make the face input: {e}"))?;
         inputs.push((io::FACE.into(), face_tensor.into()));
 
         if let Some(a) = &c.audio {
@@ -666,11 +670,21 @@ impl Worker {
             }
             Ok(values)
         };
-        let va = take(io::VALENCE_AROUSAL, 2)?;
+        // Only the heads the model has.
+        let heads = c.heads;
+        let va = if heads.valence_arousal {
+            take(io::VALENCE_AROUSAL, 2)?
+        } else {
+            &[]
+        };
         let n_au = c.au_labels.len();
         let n_expr = c.expression_labels.len();
-        let au = take(io::AU, n_au)?;
-        let expr = take(io::EXPRESSION, n_expr)?;
+        let au = if heads.au { take(io::AU, n_au)? } else { &[] };
+        let expr = if heads.expression {
+            take(io::EXPRESSION, n_expr)?
+        } else {
+            &[]
+        };
         if let Some(s) = c.state_size {
             let next = take(io::STATE_OUT, s)?;
             for (i, (_, key, forget)) in batch.iter().enumerate() {
@@ -689,9 +703,17 @@ impl Worker {
         }
         let results = (0..n)
             .map(|i| FaceResult {
-                valence_arousal: [va[2 * i], va[2 * i + 1]],
-                au: au[i * n_au..(i + 1) * n_au].to_vec(),
-                expression: expr[i * n_expr..(i + 1) * n_expr].to_vec(),
+                valence_arousal: heads.valence_arousal.then(|| [va[2 * i], va[2 * i + 1]]),
+                au: if heads.au {
+                    au[i * n_au..(i + 1) * n_au].to_vec()
+                } else {
+                    Vec::new()
+                },
+                expression: if heads.expression {
+                    expr[i * n_expr..(i + 1) * n_expr].to_vec()
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         {

@@ -163,8 +163,9 @@ fn check_frames(outcome: &Outcome) -> Vec<f64> {
                 .affect
                 .as_ref()
                 .unwrap_or_else(|| panic!("frame {i} has no affect result"));
-            assert!(affect.valence.abs() <= 1.0);
-            affect.valence
+            let valence = affect.valence.expect("the default model has valence");
+            assert!(valence.abs() <= 1.0);
+            valence
         })
         .collect()
 }

@@ -124,7 +124,7 @@ fn run_live(model: &std::path::Path, branch: AudioBranch, max_latency_ms: u32) -
         let buf = sample.buffer().unwrap();
         let valence = analysed_faces(buf)
             .first()
-            .and_then(|f| f.affect.as_ref().map(|a| a.valence));
+            .and_then(|f| f.affect.as_ref().and_then(|a| a.valence));
         frames.push((buf.pts().unwrap(), valence));
     }
     // What affectinfer answers downstream (the sink adds its own processing deadline).

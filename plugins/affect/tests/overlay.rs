@@ -76,7 +76,7 @@ fn result(expression: usize, va: [f32; 2], aus: &[(usize, f32)]) -> AffectResult
         au[k] = p;
     }
     AffectResult::new(
-        va,
+        Some(va),
         &probs,
         &au,
         &labels(&EXPRESSION_LABELS),

@@ -51,9 +51,9 @@ fn test_result(seed: u64, au_labels: &[&str]) -> AffectResult {
         .max_by(|&a, &b| expression_probs[a].total_cmp(&expression_probs[b]))
         .unwrap();
     AffectResult {
-        valence: 2.0 * value(seed * 37 + 100) - 1.0,
-        arousal: 2.0 * value(seed * 37 + 101) - 1.0,
-        expression: EXPRESSION_LABELS[best].to_string(),
+        valence: Some(2.0 * value(seed * 37 + 100) - 1.0),
+        arousal: Some(2.0 * value(seed * 37 + 101) - 1.0),
+        expression: Some(EXPRESSION_LABELS[best].to_string()),
         expression_probs,
         expression_labels: strings(&EXPRESSION_LABELS),
         au_probs: (0..au_labels.len() as u64)
@@ -326,9 +326,17 @@ fn check_csv_rows(table: &Table, frames: &[Vec<TestFace>], threshold: f64) {
         match &tf.result {
             Some(r) => {
                 assert_eq!(row["success"], "1", "{}", what("success"));
-                assert_close(cell_f64(row, "valence"), r.valence, &what("valence"));
-                assert_close(cell_f64(row, "arousal"), r.arousal, &what("arousal"));
-                assert_eq!(row["expression"], r.expression);
+                assert_close(
+                    cell_f64(row, "valence"),
+                    r.valence.unwrap(),
+                    &what("valence"),
+                );
+                assert_close(
+                    cell_f64(row, "arousal"),
+                    r.arousal.unwrap(),
+                    &what("arousal"),
+                );
+                assert_eq!(Some(row["expression"].as_str()), r.expression.as_deref());
                 for (label, p) in EXPRESSION_LABELS.iter().zip(&r.expression_probs) {
                     assert_close(cell_f64(row, &format!("expr_{label}")), *p, label);
                 }
@@ -499,9 +507,17 @@ fn jsonl_round_trips_the_results() {
         match &tf.result {
             Some(r) => {
                 assert_eq!(line["success"], 1);
-                assert_close(line["valence"].as_f64().unwrap(), r.valence, "valence");
-                assert_close(line["arousal"].as_f64().unwrap(), r.arousal, "arousal");
-                assert_eq!(line["expression"], r.expression.as_str());
+                assert_close(
+                    line["valence"].as_f64().unwrap(),
+                    r.valence.unwrap(),
+                    "valence",
+                );
+                assert_close(
+                    line["arousal"].as_f64().unwrap(),
+                    r.arousal.unwrap(),
+                    "arousal",
+                );
+                assert_eq!(line["expression"].as_str(), r.expression.as_deref());
                 assert_eq!(line["model"], "test-model");
                 assert_eq!(strs(&line["expression_labels"]), r.expression_labels);
                 assert_eq!(strs(&line["au_labels"]), r.au_labels);
@@ -781,7 +797,7 @@ fn python_csv_reads_the_same_rectangular_table() {
     // Labels that need quoting.
     let mut odd = test_result(7, &AU_LABELS);
     odd.expression_labels[7] = "Other, \"mixed\"".into();
-    odd.expression = odd.expression_labels[7].clone();
+    odd.expression = Some(odd.expression_labels[7].clone());
     for faces in frames.iter_mut() {
         for f in faces.iter_mut() {
             f.result = f.result.as_ref().map(|_| odd.clone());

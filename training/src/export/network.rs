@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use affect_core::contract::{
-    Alignment, AudioSpec, CONTRACT_VERSION, FaceSpec, ModelContract, keys,
+    Alignment, AudioSpec, CONTRACT_VERSION, FaceSpec, Heads, ModelContract, keys,
 };
 use affect_core::labels::{AU_LABELS, EXPRESSION_LABELS};
 use affect_core::melspec::MelConfig;
@@ -50,9 +50,11 @@ pub fn contract(net: &AffectNet, provenance: &Provenance) -> ModelContract {
     }
     ModelContract {
         version: CONTRACT_VERSION,
+        heads: Heads::ALL,
         face: FaceSpec {
             height: c.input_size as u32,
             width: c.input_size as u32,
+            channels: 3,
             mean: c.mean,
             std: c.std,
             alignment: Alignment::ArcFace5Point,

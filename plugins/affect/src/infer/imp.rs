@@ -136,6 +136,8 @@ struct State {
     warned_no_audio: bool,
     warned_outside: bool,
     warned_non_finite: bool,
+    /// Whether the element warned that its model repeats a head of one upstream.
+    warned_overlap: bool,
 }
 
 pub struct AffectInfer {
@@ -161,6 +163,37 @@ fn result_structure(model: &SharedModel, r: &FaceResult) -> gst::Structure {
     .to_structure()
 }
 
+/// Gives the face metas listed in `merged` (by their index among the buffer's face metas) the
+/// `affect` structure given with them in place of their own. ROI meta parameters cannot be
+/// edited, so every face meta is re-added, in its order, with the same box, id and other
+/// parameters.
+fn replace_results(buf: &mut gst::BufferRef, merged: &[(usize, gst::Structure)]) {
+    let mut faces = Vec::new();
+    let mut index = 0;
+    buf.foreach_meta_mut(|mut meta| {
+        if let Some(roi) = meta.downcast_ref::<VideoRegionOfInterestMeta>()
+            && roi.roi_type() == FACE_ROI_TYPE
+        {
+            let mut params: Vec<gst::Structure> = roi.params().map(|p| p.to_owned()).collect();
+            if let Some((_, s)) = merged.iter().find(|(i, _)| *i == index) {
+                params.retain(|p| p.name() != AFFECT_PARAMS);
+                params.push(s.clone());
+            }
+            faces.push((roi.rect(), roi.id(), params));
+            index += 1;
+            return std::ops::ControlFlow::Continue(gst::buffer::BufferMetaForeachAction::Remove);
+        }
+        std::ops::ControlFlow::Continue(gst::buffer::BufferMetaForeachAction::Keep)
+    });
+    for (rect, id, params) in faces {
+        let mut meta = VideoRegionOfInterestMeta::add(buf, FACE_ROI_TYPE, rect);
+        meta.set_id(id);
+        for p in params {
+            meta.add_param(p);
+        }
+    }
+}
+
 /// Exponential smoothing: `alpha` of the past, `1 - alpha` of the new result.
 fn smooth(previous: &FaceResult, new: &FaceResult, alpha: f32) -> FaceResult {
     let mix = |p: &[f32], n: &[f32]| -> Vec<f32> {
@@ -169,9 +202,15 @@ fn smooth(previous: &FaceResult, new: &FaceResult, alpha: f32) -> FaceResult {
             .map(|(p, n)| alpha * p + (1.0 - alpha) * n)
             .collect()
     };
-    let va = mix(&previous.valence_arousal, &new.valence_arousal);
+    let valence_arousal = match (previous.valence_arousal, new.valence_arousal) {
+        (Some(p), Some(n)) => {
+            let va = mix(&p, &n);
+            Some([va[0], va[1]])
+        }
+        (_, n) => n,
+    };
     FaceResult {
-        valence_arousal: [va[0], va[1]],
+        valence_arousal,
         au: mix(&previous.au, &new.au),
         expression: mix(&previous.expression, &new.expression),
     }
@@ -371,6 +410,8 @@ impl AffectInfer {
                     .iter_meta_mut::<VideoRegionOfInterestMeta>()
                     .filter(|m| m.roi_type() == FACE_ROI_TYPE)
                     .collect();
+                let mut replace: Vec<usize> = Vec::new();
+                let mut merged_params: Vec<(usize, gst::Structure)> = Vec::new();
                 for &(i, rect) in &clipped {
                     if let Some(meta) = metas.get_mut(i) {
                         meta.set_rect(rect);
@@ -400,7 +441,35 @@ impl AffectInfer {
                         Some(prev) if alpha > 0.0 => smooth(prev, result, alpha),
                         _ => result.clone(),
                     };
-                    let s = result_structure(&model, &result);
+                    let mut s = result_structure(&model, &result);
+                    // A model upstream already gave results for this face: ours are added to
+                    // its structure, and a head both give is ours.
+                    if let Some(earlier) = metas
+                        .get(face.meta_index)
+                        .and_then(|m| m.param(AFFECT_PARAMS))
+                        .and_then(AffectResult::from_structure)
+                        && let Some(ours) = AffectResult::from_structure(&s)
+                    {
+                        let mut merged = earlier.clone();
+                        let replaced = merged.merge(ours);
+                        if !replaced.is_empty() && !state.warned_overlap {
+                            state.warned_overlap = true;
+                            gst::element_imp_warning!(
+                                self,
+                                gst::CoreError::Negotiation,
+                                (
+                                    "Model '{}' gives {}, which '{}' upstream already gave on \
+                                     the same faces: this element's replace them (reported once \
+                                     per stream)",
+                                    merged.model,
+                                    replaced.join(", "),
+                                    earlier.model
+                                )
+                            );
+                        }
+                        s = merged.to_structure();
+                        replace.push(face.meta_index);
+                    }
                     if post {
                         let mut m = s.clone();
                         m.set("track-id", face.track_id);
@@ -411,11 +480,19 @@ impl AffectInfer {
                         faces_msg.push(m);
                     }
                     if let Some(meta) = metas.get_mut(face.meta_index) {
-                        meta.add_param(s);
+                        if replace.last() == Some(&face.meta_index) {
+                            merged_params.push((face.meta_index, s));
+                        } else {
+                            meta.add_param(s);
+                        }
                     }
                     if alpha > 0.0 {
                         state.smoothed.insert(face.track_id, result);
                     }
+                }
+                drop(metas);
+                if !merged_params.is_empty() {
+                    replace_results(buf, &merged_params);
                 }
             }
             drop(guard);
@@ -515,7 +592,7 @@ impl AffectInfer {
                 gst::debug!(CAT, imp = self, "Face {} skipped: {e}", face.track_id);
                 continue;
             }
-            let mut tensor = vec![0.0; (3 * cw * ch) as usize];
+            let mut tensor = vec![0.0; spec.tensor_len()];
             spec.normalize_into(&state.crop, &mut tensor);
             pending.push(PendingFace {
                 meta_index: i,
@@ -827,6 +904,7 @@ impl AggregatorImpl for AffectInfer {
             warned_no_audio: false,
             warned_outside: false,
             warned_non_finite: false,
+            warned_overlap: false,
         });
         // Faces wait up to max-latency for their batch.
         let latency = gst::ClockTime::from_mseconds(s.max_latency_ms as u64);

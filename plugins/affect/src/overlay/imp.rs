@@ -183,15 +183,23 @@ fn panel_content(face: &AnalysedFace, s: &Settings) -> Option<(String, Option<[i
     }
     let mut va = None;
     if let Some(r) = &face.affect {
-        if s.show_expression && !r.expression.is_empty() {
-            match r.expression_prob(&r.expression).filter(|p| p.is_finite()) {
-                Some(p) => head.push(format!("{} {:.0}%", esc(&r.expression), p * 100.0)),
-                None => head.push(esc(&r.expression)),
+        // Only the heads the models gave are drawn.
+        if let Some(expression) = r
+            .expression
+            .as_deref()
+            .filter(|e| s.show_expression && !e.is_empty())
+        {
+            match r.expression_prob(expression).filter(|p| p.is_finite()) {
+                Some(p) => head.push(format!("{} {:.0}%", esc(expression), p * 100.0)),
+                None => head.push(esc(expression)),
             }
         }
-        if s.show_va && r.valence.is_finite() && r.arousal.is_finite() {
+        if let (true, Some(v), Some(a)) = (s.show_va, r.valence, r.arousal)
+            && v.is_finite()
+            && a.is_finite()
+        {
             let hundredths = |v: f64| (v.clamp(-1.0, 1.0) * 100.0).round() as i32;
-            let dot = [hundredths(r.valence), hundredths(r.arousal)];
+            let dot = [hundredths(v), hundredths(a)];
             lines.push(format!(
                 "V {:+.2}  A {:+.2}",
                 dot[0] as f64 / 100.0,

@@ -281,8 +281,9 @@ impl CsvColumns {
     }
 
     fn check_labels(&self, row: &Row, result: &AffectResult) -> Result<(), RowError> {
+        // A head the result lacks leaves its columns empty; one it has must match them.
         let check = |what: &str, header: &[String], got: &[String]| {
-            if header == got {
+            if got.is_empty() || header == got {
                 Ok(())
             } else {
                 Err(RowError::Data(format!(
@@ -329,18 +330,35 @@ impl CsvColumns {
             Some(r) => {
                 validate(row, r)?;
                 self.check_labels(row, r)?;
-                cells.push(number(r.valence));
-                cells.push(number(r.arousal));
-                cells.push(csv_field(&r.expression).into_owned());
-                cells.extend(r.expression_probs.iter().map(|&p| number(p)));
-                cells.extend(r.au_probs.iter().map(|&p| number(p)));
-                cells.extend(r.au_probs.iter().map(|&p| {
-                    if p.is_finite() {
-                        u8::from(p >= au_threshold).to_string()
-                    } else {
-                        String::new()
-                    }
-                }));
+                // Heads the models did not give stay empty (not zero).
+                cells.push(r.valence.map_or(String::new(), number));
+                cells.push(r.arousal.map_or(String::new(), number));
+                cells.push(
+                    r.expression
+                        .as_deref()
+                        .filter(|_| r.has_expression())
+                        .map_or(String::new(), |e| csv_field(e).into_owned()),
+                );
+                if r.has_expression() {
+                    cells.extend(r.expression_probs.iter().map(|&p| number(p)));
+                } else {
+                    cells.extend(std::iter::repeat_n(
+                        String::new(),
+                        self.expression_labels.len(),
+                    ));
+                }
+                if r.has_au() {
+                    cells.extend(r.au_probs.iter().map(|&p| number(p)));
+                    cells.extend(r.au_probs.iter().map(|&p| {
+                        if p.is_finite() {
+                            u8::from(p >= au_threshold).to_string()
+                        } else {
+                            String::new()
+                        }
+                    }));
+                } else {
+                    cells.extend(std::iter::repeat_n(String::new(), 2 * self.au_labels.len()));
+                }
             }
             None => {
                 let n = 3 + self.expression_labels.len() + 2 * self.au_labels.len();
@@ -362,7 +380,8 @@ impl CsvColumns {
 }
 
 /// One JSON line; the keys are those of the CSV columns, with the per-label columns as arrays
-/// next to their labels. Missing values are `null` so that every line has the same keys.
+/// next to their labels. Values of a face without results are `null`; the keys of a head no
+/// model gave are absent.
 #[derive(Serialize)]
 struct JsonRow<'a> {
     frame: u64,
@@ -374,16 +393,60 @@ struct JsonRow<'a> {
     y: Option<f32>,
     width: Option<f32>,
     height: Option<f32>,
-    valence: Option<f64>,
-    arousal: Option<f64>,
-    expression: Option<&'a str>,
-    expression_labels: Option<&'a [String]>,
-    expression_probs: Option<&'a [f64]>,
-    au_labels: Option<&'a [String]>,
-    au_probs: Option<&'a [f64]>,
-    au_occurrence: Option<Vec<Option<u8>>>,
+    #[serde(skip_serializing_if = "Absent::is_absent")]
+    valence: Absent<f64>,
+    #[serde(skip_serializing_if = "Absent::is_absent")]
+    arousal: Absent<f64>,
+    #[serde(skip_serializing_if = "Absent::is_absent")]
+    expression: Absent<&'a str>,
+    #[serde(skip_serializing_if = "Absent::is_absent")]
+    expression_labels: Absent<&'a [String]>,
+    #[serde(skip_serializing_if = "Absent::is_absent")]
+    expression_probs: Absent<&'a [f64]>,
+    #[serde(skip_serializing_if = "Absent::is_absent")]
+    au_labels: Absent<&'a [String]>,
+    #[serde(skip_serializing_if = "Absent::is_absent")]
+    au_probs: Absent<&'a [f64]>,
+    #[serde(skip_serializing_if = "Absent::is_absent")]
+    au_occurrence: Absent<Vec<Option<u8>>>,
     model: Option<&'a str>,
     landmarks: Option<[[f32; 2]; 5]>,
+}
+
+/// A JSON value of a head: `null` for a face without results, absent (the key left out) when
+/// the face has results but no model gave this head.
+enum Absent<T> {
+    Null,
+    Missing,
+    Value(T),
+}
+
+impl<T> Absent<T> {
+    fn is_absent(&self) -> bool {
+        matches!(self, Absent::Missing)
+    }
+
+    /// For a face with `result` (or none), the head's value when `has` says it is there.
+    fn of<'r>(
+        result: Option<&'r AffectResult>,
+        has: impl Fn(&AffectResult) -> bool,
+        value: impl Fn(&'r AffectResult) -> T,
+    ) -> Absent<T> {
+        match result {
+            None => Absent::Null,
+            Some(r) if has(r) => Absent::Value(value(r)),
+            Some(_) => Absent::Missing,
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for Absent<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Absent::Value(v) => v.serialize(s),
+            Absent::Null | Absent::Missing => s.serialize_none(),
+        }
+    }
 }
 
 fn json_line(row: &Row, au_threshold: f64) -> Result<String, RowError> {
@@ -402,14 +465,24 @@ fn json_line(row: &Row, au_threshold: f64) -> Result<String, RowError> {
         y: face.map(|f| f.bbox[1]),
         width: face.map(|f| f.bbox[2] - f.bbox[0]),
         height: face.map(|f| f.bbox[3] - f.bbox[1]),
-        valence: result.map(|r| r.valence),
-        arousal: result.map(|r| r.arousal),
-        expression: result.map(|r| r.expression.as_str()),
-        expression_labels: result.map(|r| r.expression_labels.as_slice()),
-        expression_probs: result.map(|r| r.expression_probs.as_slice()),
-        au_labels: result.map(|r| r.au_labels.as_slice()),
-        au_probs: result.map(|r| r.au_probs.as_slice()),
-        au_occurrence: result.map(|r| {
+        valence: Absent::of(result, AffectResult::has_valence_arousal, |r| {
+            r.valence.unwrap_or(f64::NAN)
+        }),
+        arousal: Absent::of(result, AffectResult::has_valence_arousal, |r| {
+            r.arousal.unwrap_or(f64::NAN)
+        }),
+        expression: Absent::of(result, AffectResult::has_expression, |r| {
+            r.expression.as_deref().unwrap_or("")
+        }),
+        expression_labels: Absent::of(result, AffectResult::has_expression, |r| {
+            r.expression_labels.as_slice()
+        }),
+        expression_probs: Absent::of(result, AffectResult::has_expression, |r| {
+            r.expression_probs.as_slice()
+        }),
+        au_labels: Absent::of(result, AffectResult::has_au, |r| r.au_labels.as_slice()),
+        au_probs: Absent::of(result, AffectResult::has_au, |r| r.au_probs.as_slice()),
+        au_occurrence: Absent::of(result, AffectResult::has_au, |r| {
             r.au_probs
                 .iter()
                 .map(|&p| p.is_finite().then(|| u8::from(p >= au_threshold)))
