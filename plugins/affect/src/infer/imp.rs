@@ -16,6 +16,7 @@ use gst_video::VideoRegionOfInterestMeta;
 
 use crate::meta::{AFFECT_PARAMS, AffectResult, FACE_ROI_TYPE, Face};
 use crate::session::{self, FaceRequest, FaceResult, Provider, SessionOptions, SharedModel};
+use affect_core::contract::{Head, Heads};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -70,6 +71,8 @@ struct Settings {
     audio_missing: AudioMissing,
     smoothing: f64,
     post_messages: bool,
+    /// The model's heads to write, comma-separated (empty: all of them).
+    heads: Option<String>,
 }
 
 impl Default for Settings {
@@ -85,6 +88,7 @@ impl Default for Settings {
             audio_missing: AudioMissing::Silence,
             smoothing: DEFAULT_SMOOTHING,
             post_messages: DEFAULT_POST_MESSAGES,
+            heads: None,
         }
     }
 }
@@ -124,6 +128,8 @@ enum AudioInput {
 
 struct State {
     model: Arc<SharedModel>,
+    /// The heads this element writes (the `heads` property, or all the model has).
+    heads: Heads,
     user: u64,
     layout: Option<FrameLayout>,
     ring: Option<MelRing>,
@@ -147,15 +153,25 @@ pub struct AffectInfer {
     audio_pad: Mutex<Option<gst_base::AggregatorPad>>,
 }
 
-/// The `affect` results of one face.
-fn result_structure(model: &SharedModel, r: &FaceResult) -> gst::Structure {
+/// The `affect` results of one face: the heads this element writes.
+fn result_structure(model: &SharedModel, heads: &Heads, r: &FaceResult) -> gst::Structure {
     let c = &model.contract;
+    let (expression, expression_labels): (&[f32], &[String]) = if heads.expression {
+        (&r.expression, &c.expression_labels)
+    } else {
+        (&[], &[])
+    };
+    let (au, au_labels): (&[f32], &[String]) = if heads.au {
+        (&r.au, &c.au_labels)
+    } else {
+        (&[], &[])
+    };
     AffectResult::new(
-        r.valence_arousal,
-        &r.expression,
-        &r.au,
-        &c.expression_labels,
-        &c.au_labels,
+        r.valence_arousal.filter(|_| heads.valence_arousal),
+        expression,
+        au,
+        expression_labels,
+        au_labels,
         c.name
             .clone()
             .unwrap_or_else(|| model.path.display().to_string()),
@@ -441,7 +457,7 @@ impl AffectInfer {
                         Some(prev) if alpha > 0.0 => smooth(prev, result, alpha),
                         _ => result.clone(),
                     };
-                    let mut s = result_structure(&model, &result);
+                    let mut s = result_structure(&model, &state.heads, &result);
                     // A model upstream already gave results for this face: ours are added to
                     // its structure, and a head both give is ours.
                     if let Some(earlier) = metas
@@ -451,6 +467,7 @@ impl AffectInfer {
                         && let Some(ours) = AffectResult::from_structure(&s)
                     {
                         let mut merged = earlier.clone();
+                        let our_model = ours.model.clone();
                         let replaced = merged.merge(ours);
                         if !replaced.is_empty() && !state.warned_overlap {
                             state.warned_overlap = true;
@@ -459,9 +476,9 @@ impl AffectInfer {
                                 gst::CoreError::Negotiation,
                                 (
                                     "Model '{}' gives {}, which '{}' upstream already gave on \
-                                     the same faces: this element's replace them (reported once \
-                                     per stream)",
-                                    merged.model,
+                                     the same faces: this element's replace them (set heads on \
+                                     one of the two to choose; reported once per stream)",
+                                    our_model,
                                     replaced.join(", "),
                                     earlier.model
                                 )
@@ -699,6 +716,12 @@ impl ObjectImpl for AffectInfer {
                     .default_value(DEFAULT_POST_MESSAGES)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecString::builder("heads")
+                    .nick("Heads")
+                    .blurb("The model's heads to write, comma-separated: valence_arousal, au, \
+                            expression (empty: all it has); leave one to a model downstream")
+                    .mutable_ready()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -723,6 +746,12 @@ impl ObjectImpl for AffectInfer {
             "audio-missing" => s.audio_missing = value.get().expect("type checked upstream"),
             "smoothing" => s.smoothing = value.get().expect("type checked upstream"),
             "post-messages" => s.post_messages = value.get().expect("type checked upstream"),
+            "heads" => {
+                s.heads = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|h| !h.trim().is_empty())
+            }
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -740,6 +769,7 @@ impl ObjectImpl for AffectInfer {
             "audio-missing" => s.audio_missing.to_value(),
             "smoothing" => s.smoothing.to_value(),
             "post-messages" => s.post_messages.to_value(),
+            "heads" => s.heads.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -889,8 +919,56 @@ impl AggregatorImpl for AffectInfer {
             model.contract.audio.is_some(),
             model.contract.state_size
         );
+        let heads = match &s.heads {
+            None => model.contract.heads,
+            Some(list) => {
+                let mut chosen = Heads {
+                    valence_arousal: false,
+                    au: false,
+                    expression: false,
+                };
+                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let head = Head::ALL
+                        .into_iter()
+                        .find(|h| h.name() == name)
+                        .ok_or_else(|| {
+                            gst::error_msg!(
+                                gst::LibraryError::Settings,
+                                [
+                                    "heads: unknown head '{}' (valence_arousal, au, expression)",
+                                    name
+                                ]
+                            )
+                        })?;
+                    if !model.contract.heads.has(head) {
+                        return Err(gst::error_msg!(
+                            gst::LibraryError::Settings,
+                            [
+                                "heads: model '{}' has no {} head (it has {})",
+                                path.display(),
+                                name,
+                                model.contract.heads.list()
+                            ]
+                        ));
+                    }
+                    match head {
+                        Head::ValenceArousal => chosen.valence_arousal = true,
+                        Head::Au => chosen.au = true,
+                        Head::Expression => chosen.expression = true,
+                    }
+                }
+                if chosen.iter().next().is_none() {
+                    return Err(gst::error_msg!(
+                        gst::LibraryError::Settings,
+                        ["heads: name at least one head, or leave it empty for all"]
+                    ));
+                }
+                chosen
+            }
+        };
         let user = model.new_user();
         *self.state.lock().unwrap() = Some(State {
+            heads,
             model,
             user,
             layout: None,
