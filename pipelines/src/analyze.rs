@@ -41,9 +41,13 @@ pub struct AnalyzeOptions {
     /// Folder for the outputs.
     #[arg(short, long, default_value = "affect-results")]
     pub out: PathBuf,
-    /// ONNX model of the affect contract (default: models/affect-default.onnx).
+    /// ONNX model of the affect contract (default: models/affect-default.onnx). Given more
+    /// than once, the models run one after the other on the same faces and each head comes
+    /// from the last model that has it (`--model models/affect-default.onnx --model
+    /// models/fer2013-mini-xception.onnx`: valence/arousal and AUs of the first, expressions
+    /// of the second).
     #[arg(long)]
-    pub model: Option<PathBuf>,
+    pub model: Vec<PathBuf>,
     /// Face detector: auto (MTCNN when its files are installed, else Haar), mtcnn, haar,
     /// onnx:FILE (YuNet/SCRFD/UltraFace) or full-frame.
     #[arg(long, default_value = "auto")]
@@ -260,7 +264,7 @@ fn summarise(input: &Path, outcome: &Outcome) -> (VideoSummary, Series) {
 fn analyse(
     task: &Task,
     options: &AnalyzeOptions,
-    model: &Path,
+    models: &[pipeline::ModelStage],
     bar: &ProgressBar,
 ) -> Result<VideoSummary, String> {
     let outputs = Outputs::new(&options.out, &task.name, options.format);
@@ -271,7 +275,7 @@ fn analyse(
     }
     let job = Job {
         input: task.input.clone(),
-        model: model.to_path_buf(),
+        models: models.to_vec(),
         detector: options.detector.clone(),
         audio: media.has_audio,
         tables: vec![(options.format, outputs.partial_table.clone())],
@@ -302,9 +306,14 @@ fn analyse(
             summary.frames,
             summary.face_rows,
             summary.tracks,
-            model
-                .file_name()
-                .map_or("?".into(), |n| n.to_string_lossy())
+            models
+                .iter()
+                .map(|m| m
+                    .path
+                    .file_name()
+                    .map_or("?".into(), |n| n.to_string_lossy().into_owned()))
+                .collect::<Vec<_>>()
+                .join(" + ")
         );
         plot::write(
             &outputs.partial_plot,
@@ -361,11 +370,15 @@ pub fn run(options: &AnalyzeOptions) -> Result<Vec<(Task, Status)>, String> {
     if options.jobs == 0 {
         return Err("--jobs must be at least 1".into());
     }
-    let model = match &options.model {
-        Some(m) if m.is_file() => m.clone(),
-        Some(m) => return Err(format!("model {} does not exist", m.display())),
-        None => pipeline::default_model()?,
+    let paths = if options.model.is_empty() {
+        vec![pipeline::default_model()?]
+    } else {
+        options.model.clone()
     };
+    if let Some(m) = paths.iter().find(|m| !m.is_file()) {
+        return Err(format!("model {} does not exist", m.display()));
+    }
+    let model = pipeline::model_chain(&paths)?;
     if let Detector::Onnx(p) = &options.detector
         && !p.is_file()
     {

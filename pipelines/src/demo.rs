@@ -274,7 +274,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoScores, String> {
     // 2. The pipeline.
     let job = Job {
         input: files.video.clone(),
-        model: model.clone(),
+        models: vec![pipeline::ModelStage::all(&model)],
         detector: Detector::Auto,
         audio: true,
         tables: vec![

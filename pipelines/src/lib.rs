@@ -6,6 +6,7 @@ pub mod analyze;
 pub mod bench;
 pub mod demo;
 pub mod live_bench;
+pub mod models;
 pub mod pipeline;
 pub mod plot;
 pub mod progress;

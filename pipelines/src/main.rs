@@ -6,10 +6,11 @@
 //! - `affect analyze`: files and folders of videos through the analysis, N at a time, into
 //!   tables, timeline plots and a summary table; resumable.
 //! - `affect bench`: the elements' benchmarks against baselines measured in the same run.
+//! - `affect models`: what model files are: contract, heads, labels, input, provenance.
 
 use std::process::ExitCode;
 
-use affect_cli::{analyze, bench, demo};
+use affect_cli::{analyze, bench, demo, models};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -32,6 +33,9 @@ enum Command {
     Analyze(analyze::AnalyzeOptions),
     /// Benchmark the elements, each against a baseline measured in the same run.
     Bench(bench::BenchOptions),
+    /// Describe model files: contract version, heads and labels, face and audio input, state,
+    /// training data, source and licence.
+    Models(models::ModelsOptions),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
             }
         }),
         Command::Bench(options) => bench::run(&options),
+        Command::Models(options) => models::run(&options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

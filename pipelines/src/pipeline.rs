@@ -91,11 +91,79 @@ pub const ANNOTATED_ENCODER: &str = "vp8enc deadline=1 cpu-used=8 threads=2 \
 /// Extension of the annotated video.
 pub const ANNOTATED_EXTENSION: &str = "webm";
 
+/// One `affectinfer` of the analysis: its model and the heads it writes (`None`: all).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelStage {
+    pub path: PathBuf,
+    pub heads: Option<String>,
+}
+
+impl ModelStage {
+    /// A model writing every head it has.
+    pub fn all(path: &Path) -> ModelStage {
+        ModelStage {
+            path: path.to_path_buf(),
+            heads: None,
+        }
+    }
+}
+
+/// The heads of the model file at `path`, as its contract says.
+pub fn model_heads(path: &Path) -> Result<affect_core::contract::Heads, String> {
+    use affect_core::contract::{ModelContract, io};
+    use gstaffect::session::{self, Provider, SessionOptions};
+    let options = SessionOptions {
+        provider: Provider::Cpu,
+        intra_op_threads: 1,
+        fallback_to_cpu: false,
+    };
+    let (s, _) = session::open(path, &options)?;
+    let (inputs, _) = session::io_specs(&s);
+    let has = |name: &str| inputs.iter().any(|i| i.name == name);
+    ModelContract::from_metadata(&session::metadata(&s)?, has(io::AUDIO), has(io::STATE_IN))
+        .map(|c| c.heads)
+        .map_err(|e| format!("model {}: {e}", path.display()))
+}
+
+/// The chain of models for `--model A --model B ...`: each head comes from the last model
+/// that has it, so every `affectinfer` but the last is told which of its heads to write (a
+/// model left with none is an error, as it would add nothing).
+pub fn model_chain(paths: &[PathBuf]) -> Result<Vec<ModelStage>, String> {
+    if paths.len() <= 1 {
+        return Ok(paths.iter().map(|p| ModelStage::all(p)).collect());
+    }
+    let heads: Vec<_> = paths
+        .iter()
+        .map(|p| model_heads(p))
+        .collect::<Result<_, _>>()?;
+    let mut stages = Vec::new();
+    for (i, (path, own)) in paths.iter().zip(&heads).enumerate() {
+        let kept: Vec<_> = own
+            .iter()
+            .filter(|h| !heads[i + 1..].iter().any(|later| later.has(*h)))
+            .collect();
+        if kept.is_empty() {
+            return Err(format!(
+                "model {} adds nothing: each of its heads ({}) comes from a later --model",
+                path.display(),
+                own.list()
+            ));
+        }
+        let list = kept.iter().map(|h| h.name()).collect::<Vec<_>>().join(",");
+        stages.push(ModelStage {
+            path: path.clone(),
+            heads: (kept.len() < own.iter().count()).then_some(list),
+        });
+    }
+    Ok(stages)
+}
+
 /// One run of the pipeline over one file.
 #[derive(Clone, Debug)]
 pub struct Job {
     pub input: PathBuf,
-    pub model: PathBuf,
+    /// The models, run one after the other on the same faces.
+    pub models: Vec<ModelStage>,
     pub detector: Detector,
     /// Whether the file has an audio stream to feed `affectspectro`.
     pub audio: bool,
@@ -189,6 +257,15 @@ fn quote(path: &Path) -> String {
 }
 
 impl Job {
+    /// The name of the `i`-th `affectinfer` of the chain.
+    fn infer_name(i: usize) -> String {
+        if i == 0 {
+            "infer".to_string()
+        } else {
+            format!("infer{i}")
+        }
+    }
+
     /// The `gst-launch-1.0` description of the job (what the scripts run too).
     pub fn description(&self) -> String {
         let detector = match &self.detector {
@@ -206,10 +283,20 @@ impl Job {
         if self.audio {
             d += "d. ! queue ! audioconvert ! audioresample ! affectspectro ! infer.audio_sink ";
         }
-        d += &format!(
-            "affectinfer name=infer model={} ! tee name=results ",
-            quote(&self.model)
-        );
+        // The first affectinfer (`infer`) takes the video and audio branches; the others follow
+        // it on the same faces, and the results are read after the last one.
+        for (i, stage) in self.models.iter().enumerate() {
+            let name = Self::infer_name(i);
+            let heads = stage
+                .heads
+                .as_ref()
+                .map_or(String::new(), |h| format!(" heads={h}"));
+            d += &format!(
+                "affectinfer name={name} model={}{heads} ! ",
+                quote(&stage.path)
+            );
+        }
+        d += "tee name=results ";
         for (format, path) in &self.tables {
             d += &format!(
                 "results. ! queue ! affectsink format={} overwrite=true location={} ",
@@ -244,8 +331,9 @@ impl Job {
                 sink.set_property("sync", false);
             }
         }
+        // The results of every model are on the last affectinfer's output.
         let infer = pipeline
-            .by_name("infer")
+            .by_name(&Self::infer_name(self.models.len().saturating_sub(1)))
             .ok_or("no affectinfer in the pipeline")?;
         let src = infer
             .static_pad("src")

@@ -278,3 +278,95 @@ skimage.io.imsave(os.path.join(out, 'pair.png'), np.concatenate([astronaut, g], 
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn several_models_chain_with_each_head_from_the_last_model_that_has_it() {
+    let dir = scratch_dir("analyze-chain");
+    let (input, _) = batch_folder(&dir);
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let out = dir.join("out");
+    let video = input.join("talk.mkv");
+    let output = analyze(
+        &[
+            "--model",
+            models.join("affect-default.onnx").to_str().unwrap(),
+            "--model",
+            models.join("fer2013-mini-xception.onnx").to_str().unwrap(),
+        ],
+        &[&video],
+        &out,
+    );
+    assert!(output.status.success());
+    let text = std::fs::read_to_string(out.join("talk.csv")).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let expr: Vec<&&str> = header.iter().filter(|c| c.starts_with("expr_")).collect();
+    // FER2013's seven expressions (no Other), the default model's AUs and valence.
+    assert_eq!(expr.len(), 7, "{header:?}");
+    assert!(!header.contains(&"expr_Other"));
+    assert!(header.contains(&"AU12_p"));
+    let rows = csv_rows(&out.join("talk.csv"));
+    assert!(!rows.is_empty());
+    let valence = header.iter().position(|c| *c == "valence").unwrap();
+    assert!(
+        rows.iter().all(|r| r[valence].parse::<f64>().is_ok()),
+        "valence from the first model"
+    );
+
+    // A model whose every head a later one gives is refused up front.
+    let output = analyze(
+        &[
+            "--model",
+            models.join("fer2013-mini-xception.onnx").to_str().unwrap(),
+            "--model",
+            models.join("affect-default.onnx").to_str().unwrap(),
+        ],
+        &[&video],
+        &dir.join("out2"),
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("adds nothing"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn models_describes_contract_heads_input_and_provenance() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let output = Command::new(env!("CARGO_BIN_EXE_affect"))
+        .arg("models")
+        .arg(&models)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    println!("{text}");
+    assert!(output.status.success());
+    let fer = text
+        .split("\n\n")
+        .find(|b| b.contains("fer2013-mini-xception.onnx"))
+        .expect("the FER model is listed");
+    for needle in [
+        "contract        version 2",
+        "heads           expression",
+        "grey",
+        "FER2013",
+        "MIT",
+        "59534287fdfb125e",
+    ] {
+        assert!(fer.contains(needle), "{needle} missing in\n{fer}");
+    }
+    let mtcnn = text
+        .split("\n\n")
+        .find(|b| b.contains("mtcnn-pnet.onnx"))
+        .unwrap();
+    assert!(mtcnn.contains("stage           pnet") && mtcnn.contains("facenet-pytorch"));
+    // A file that is no model says why.
+    let dir = scratch_dir("models-broken");
+    std::fs::write(dir.join("broken.onnx"), b"junk").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_affect"))
+        .arg("models")
+        .arg(dir.join("broken.onnx"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("problem"));
+    let _ = std::fs::remove_dir_all(dir);
+}
