@@ -120,5 +120,41 @@ fn main() {
     }
     // One shared session per model in the process, whatever ran on it.
     assert_eq!(gstaffect::session::sessions_opened(&model), 1);
+
+    // Two models on the same faces: the synthetic-world model's valence/arousal and AUs, then
+    // the FER2013 model's expressions (the README's recipe).
+    if only.as_ref().is_none_or(|o| "chain".contains(o.as_str())) {
+        let fer = model.with_file_name("fer2013-mini-xception.onnx");
+        let chain = [
+            (model.clone(), Some("valence_arousal,au".to_string())),
+            (fer, None),
+        ];
+        let scenario = Scenario::standard(frames, batch)
+            .into_iter()
+            .next()
+            .expect("a scenario");
+        let c = bench::chain_throughput(&chain, &scenario, rounds).expect("chain run");
+        println!();
+        println!(
+            "two chained affectinfer (affect-default heads=valence_arousal,au ! fer2013-mini-xception), {}, best of {rounds}",
+            scenario.name
+        );
+        println!(
+            "  bare sessions of both, same batches  {:>8.1} faces/s (1.00x)",
+            c.faces_per_second(c.bare)
+        );
+        println!(
+            "  chained elements                     {:>8.1} faces/s ({:.2}x)",
+            c.faces_per_second(c.chain),
+            c.bare.as_secs_f64() / c.chain.as_secs_f64()
+        );
+        for ((m, _), d) in chain.iter().zip(&c.alone) {
+            println!(
+                "  {:<36} {:>8.1} faces/s alone",
+                m.file_name().unwrap().to_string_lossy(),
+                c.faces_per_second(*d)
+            );
+        }
+    }
     drop(shared);
 }

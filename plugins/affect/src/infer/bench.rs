@@ -14,7 +14,7 @@
 //! Used by `cargo bench -p gst-plugin-affect --bench infer`. The caller initialises GStreamer
 //! and registers the elements (`gstaffect::plugin_register_static`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -147,7 +147,9 @@ fn bare_batches(
     scenario: &Scenario,
 ) -> Result<Vec<BareBatch>, String> {
     let spec = &contract.face;
-    let plane = (3 * spec.width * spec.height) as usize;
+    let plane = spec.tensor_len();
+    // The crop is RGB whatever the model takes.
+    let rgb_plane = (3 * spec.width * spec.height) as usize;
     let audio_len = contract.audio.as_ref().map(|a| a.frames * a.mel.n_mels);
     let silence = contract
         .audio
@@ -155,7 +157,7 @@ fn bare_batches(
         .map(|a| a.mel.log_offset.ln() as f32)
         .unwrap_or(0.0);
     // Tensors of every distinct (image, positions) frame of every stream.
-    let mut crop = vec![0u8; plane];
+    let mut crop = vec![0u8; rgb_plane];
     let mut tensors: Vec<Vec<Vec<f32>>> = Vec::new();
     for k in 0..DISTINCT_FRAMES {
         let mut of_frame = Vec::new();
@@ -209,6 +211,7 @@ fn run_bare(
     use affect_core::contract::io;
     use ort::value::TensorRef;
     let (h, w) = (contract.face.height as usize, contract.face.width as usize);
+    let channels = contract.face.channels as usize;
     let mut states: std::collections::HashMap<(usize, usize), Vec<f32>> = Default::default();
     let mut state_input = Vec::new();
     let mut times = Vec::with_capacity(batches.len());
@@ -219,7 +222,7 @@ fn run_bare(
             std::borrow::Cow<'_, str>,
             ort::session::SessionInputValue<'_>,
         )> = Vec::with_capacity(3);
-        let t = TensorRef::from_array_view(([n, 3, h, w], b.face.as_slice()))
+        let t = TensorRef::from_array_view(([n, channels, h, w], b.face.as_slice()))
             .map_err(|e| e.to_string())?;
         inputs.push((io::FACE.into(), t.into()));
         if let Some(a) = &contract.audio {
@@ -252,10 +255,12 @@ fn run_bare(
             }
         }
         // Read the answers as any user would.
-        let (_, va) = outputs[io::VALENCE_AROUSAL]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| e.to_string())?;
-        std::hint::black_box(va);
+        for head in contract.heads.iter() {
+            let (_, v) = outputs[head.name()]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| e.to_string())?;
+            std::hint::black_box(v);
+        }
         drop(outputs);
         times.push(start.elapsed());
     }
@@ -271,7 +276,7 @@ fn run_worker(
     faces_per_stream: usize,
 ) -> Result<(), String> {
     let user = model.new_user();
-    let plane = (3 * contract.face.width * contract.face.height) as usize;
+    let plane = contract.face.tensor_len();
     let audio_len = contract.audio.as_ref().map(|a| a.frames * a.mel.n_mels);
     for b in batches {
         let requests = (0..b.faces)
@@ -301,6 +306,30 @@ struct ElementRun {
 /// Runs the scenario through `streams` pipelines; `fps` paces the sources as live ones
 /// (`None`: push as fast as the element takes frames).
 fn run_element(model: &Path, scenario: &Scenario, fps: Option<u32>) -> Result<ElementRun, String> {
+    run_chain(&[(model.to_path_buf(), None)], scenario, fps)
+}
+
+/// [`run_element`] with one `affectinfer` per model, one after the other on the same faces,
+/// each writing the heads given with its model (`None`: all).
+fn run_chain(
+    models: &[(PathBuf, Option<String>)],
+    scenario: &Scenario,
+    fps: Option<u32>,
+) -> Result<ElementRun, String> {
+    let model = &models.first().ok_or("no model")?.0;
+    let chain: String = models
+        .iter()
+        .map(|(m, heads)| {
+            format!(
+                "! affectinfer model=\"{}\" batch-size={}{} ",
+                m.display(),
+                scenario.batch_size,
+                heads
+                    .as_ref()
+                    .map_or(String::new(), |h| format!(" heads={h}"))
+            )
+        })
+        .collect();
     let images = shared_images();
     let live = match fps {
         Some(_) => "is-live=true do-timestamp=true".to_string(),
@@ -313,10 +342,7 @@ fn run_element(model: &Path, scenario: &Scenario, fps: Option<u32>) -> Result<El
         let pipeline = gst::parse::launch(&format!(
             "appsrc name=src format=time {live} \
              caps=video/x-raw,format=RGB,width={WIDTH},height={HEIGHT},framerate=30/1 \
-             ! affectinfer model=\"{}\" batch-size={} \
-             ! fakesink name=sink sync=false signal-handoffs=true",
-            model.display(),
-            scenario.batch_size
+             {chain} ! fakesink name=sink sync=false signal-handoffs=true"
         ))
         .map_err(|e| e.to_string())?
         .downcast::<gst::Pipeline>()
@@ -488,6 +514,62 @@ pub fn throughput(model: &Path, scenario: &Scenario, rounds: usize) -> Result<Th
         if run.elapsed < best.element {
             best.element = run.elapsed;
             best.element_stats = run.stats;
+        }
+    }
+    Ok(best)
+}
+
+/// Two models chained on the same faces against the bare sessions of both on the same
+/// batches, and against each model alone in one element.
+#[derive(Clone, Debug)]
+pub struct ChainThroughput {
+    pub scenario: Scenario,
+    /// Bare `Session::run` of every model on its prepared batches, one model after the other.
+    pub bare: Duration,
+    /// The chained elements.
+    pub chain: Duration,
+    /// Each model alone in one element.
+    pub alone: Vec<Duration>,
+}
+
+impl ChainThroughput {
+    pub fn faces_per_second(&self, d: Duration) -> f64 {
+        self.scenario.total_faces() as f64 / d.as_secs_f64()
+    }
+}
+
+/// Measures [`ChainThroughput`] on the CPU: the best of `rounds` interleaved runs.
+pub fn chain_throughput(
+    models: &[(PathBuf, Option<String>)],
+    scenario: &Scenario,
+    rounds: usize,
+) -> Result<ChainThroughput, String> {
+    let mut bare = Vec::new();
+    for (m, _) in models {
+        let (session, shared) = open_bare(m, scenario.batch_size)?;
+        let contract = shared.contract.clone();
+        let batches = bare_batches(&contract, scenario)?;
+        bare.push((session, contract, batches, shared));
+    }
+    for (session, contract, batches, _) in &mut bare {
+        run_bare(session, contract, &batches[..batches.len().min(2)])?;
+    }
+    let mut best = ChainThroughput {
+        scenario: scenario.clone(),
+        bare: Duration::MAX,
+        chain: Duration::MAX,
+        alone: vec![Duration::MAX; models.len()],
+    };
+    for _ in 0..rounds.max(1) {
+        let start = Instant::now();
+        for (session, contract, batches, _) in &mut bare {
+            run_bare(session, contract, batches)?;
+        }
+        best.bare = best.bare.min(start.elapsed());
+        best.chain = best.chain.min(run_chain(models, scenario, None)?.elapsed);
+        for (k, (m, heads)) in models.iter().enumerate() {
+            let run = run_chain(&[(m.clone(), heads.clone())], scenario, None)?;
+            best.alone[k] = best.alone[k].min(run.elapsed);
         }
     }
     Ok(best)
