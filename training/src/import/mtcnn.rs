@@ -15,10 +15,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use affect_core::detect::mtcnn as spec;
-use prost::Message;
 
 use super::torch_legacy::{self, Tensor};
-use super::{ImportError, WeightSource, sha256_hex};
+use super::{ImportError, WeightSource, sha256_hex, write_model};
 use crate::export::graph::{Attr, GraphBuilder};
 use crate::export::proto::{ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use crate::export::{IR_VERSION, OPSET};
@@ -286,14 +285,7 @@ pub fn import(source: &WeightSource, out: &Path) -> Result<Vec<PathBuf>, ImportE
         let bytes = source.read(&stage.member())?;
         let model = stage_model(stage, &bytes, version.as_deref())?;
         let path = out.join(spec::file_name(stage.name()));
-        // Written beside the target and renamed, so an interrupted import leaves no half file.
-        let tmp = path.with_extension("onnx.partial");
-        std::fs::write(&tmp, model.encode_to_vec())
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| ImportError::Io {
-                path: path.clone(),
-                source: e,
-            })?;
+        write_model(&model, &path)?;
         written.push(path);
     }
     Ok(written)

@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+use affect_train::testutil;
+use gst::prelude::*;
+
 use affect_core::testutil::run_python;
 
 /// Initialises GStreamer and registers the affect elements once per test process.
@@ -109,4 +112,49 @@ pub fn build_model(dir: &Path, name: &str, options: &str) -> PathBuf {
     let path = dir.join(name);
     run_python(MODEL_BUILDER, &[path.to_str().unwrap(), options]);
     path
+}
+
+/// Intersection over union of two `[x1, y1, x2, y2]` boxes.
+#[allow(dead_code)]
+pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+}
+
+/// Runs `description` (ending in `appsink name=sink`) and returns every buffer, or the
+/// error message the pipeline posted.
+#[allow(dead_code)]
+pub fn collect(description: &str) -> Result<Vec<gst::Sample>, String> {
+    init();
+    let pipeline = gst::parse::launch(description)
+        .map_err(|e| e.to_string())?
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = testutil::appsink(&pipeline);
+    sink.set_property("sync", false);
+    let bus = pipeline.bus().unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let mut samples = Vec::new();
+    let error = || {
+        bus.pop_filtered(&[gst::MessageType::Error])
+            .and_then(|msg| match msg.view() {
+                gst::MessageView::Error(e) => Some(format!("{} | {:?}", e.error(), e.debug())),
+                _ => None,
+            })
+    };
+    let result = loop {
+        if let Some(e) = error() {
+            break Err(e);
+        }
+        match sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) {
+            Some(s) => samples.push(s),
+            // A source that fails to negotiate still ends the stream: its error comes first.
+            None if sink.is_eos() => break error().map_or(Ok(samples), Err),
+            None => {}
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result
 }
