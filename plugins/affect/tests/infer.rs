@@ -114,7 +114,10 @@ for f in spec['frames']:
             x1, y1, x2, y2 = face['bbox']
             side = max(x2 - x1, y2 - y1) * 1.2
             s = size / side; c = (size - 1) / 2
-            m = np.array([[s, 0, c - s * (x1 + x2) / 2], [0, s, c - s * (y1 + y2) / 2]])
+            # The box covers x1 .. x2 (pixel edges); in OpenCV's pixel-centre coordinates its
+            # centre is half a pixel less, and it lands on the crop's centre.
+            cx, cy = (x1 + x2) / 2 - 0.5, (y1 + y2) / 2 - 0.5
+            m = np.array([[s, 0, c - s * cx], [0, s, c - s * cy]])
         crop = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR)
         x = ((crop.astype(np.float32) / 255 - mean) / std).transpose(2, 0, 1)[None]
         feed = {'face': x}
