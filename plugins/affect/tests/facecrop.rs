@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 
 use affect_core::landmark_prior::BoxLandmarkPrior;
 use affect_core::testutil::{run_python, scratch_dir};
-use affect_train::testutil;
-use gst::prelude::*;
 use gst_check::Harness;
 use gstaffect::meta::{self, Face};
 
@@ -83,10 +81,6 @@ fn rgb_buffer(data: &[u8], pts_ms: u64) -> gst::Buffer {
     buf
 }
 
-fn write_raw(path: &Path, data: &[u8]) {
-    std::fs::write(path, data).unwrap();
-}
-
 #[test]
 fn crops_from_upstream_landmarks_match_opencv() {
     init();
@@ -120,39 +114,8 @@ fn crops_from_upstream_landmarks_match_opencv() {
     assert_eq!(crop_face[0].bbox, [0.0, 0.0, 112.0, 112.0]);
 
     let dir = scratch_dir("facecrop-opencv");
-    write_raw(&dir.join("frame.rgb"), &frame);
-    let pts: Vec<String> = landmarks
-        .iter()
-        .flat_map(|p| [p[0].to_string(), p[1].to_string()])
-        .collect();
-    run_python(
-        r#"
-import sys, numpy as np, cv2
-from skimage.transform import SimilarityTransform
-frame = np.fromfile(sys.argv[1], dtype=np.uint8).reshape(240, 320, 3)
-src = np.array([float(v) for v in sys.argv[3:]], dtype=np.float64).reshape(5, 2)
-dst = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                [41.5493, 92.3655], [70.7299, 92.2041]])
-t = SimilarityTransform()
-t.estimate(src, dst)
-crop = cv2.warpAffine(frame, t.params[:2], (112, 112), flags=cv2.INTER_LINEAR)
-crop.tofile(sys.argv[2])
-"#,
-        &[
-            dir.join("frame.rgb").to_str().unwrap(),
-            dir.join("crop.rgb").to_str().unwrap(),
-        ]
-        .into_iter()
-        .chain(pts.iter().map(String::as_str))
-        .collect::<Vec<_>>(),
-    );
-    let reference = std::fs::read(dir.join("crop.rgb")).unwrap();
-    let mean_abs: f64 = crop
-        .iter()
-        .zip(&reference)
-        .map(|(a, b)| (*a as f64 - *b as f64).abs())
-        .sum::<f64>()
-        / crop.len() as f64;
+    let reference = common::reference_arcface_crop(&dir, &frame, 320, 240, &landmarks);
+    let mean_abs = common::mean_abs_diff(&crop, &reference);
     assert!(
         mean_abs <= 1.0,
         "mean |element - cv2.warpAffine| = {mean_abs}"

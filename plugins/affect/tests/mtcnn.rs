@@ -11,9 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use affect_core::testutil::{run_python, scratch_dir};
-use affect_train::testutil;
-use common::{collect, init, iou};
-use gst::prelude::*;
+use common::{collect, iou};
 use gstaffect::meta;
 
 /// Writes the photographs (PNG, so both sides decode the same pixels) into `dir` and returns
@@ -185,11 +183,7 @@ fn mtcnn_crops_follow_the_landmarks_as_skimage_and_opencv() {
     let group = &photos.iter().find(|(n, _)| n == "group").unwrap().1;
     let faces = faces_of(group, "detect-width=1280");
     assert!(faces.len() >= 5, "{faces:?}");
-    std::fs::write(dir.join("frame.rgb"), {
-        let img = image::open(&group.path).unwrap().to_rgb8();
-        img.into_raw()
-    })
-    .unwrap();
+    let frame = image::open(&group.path).unwrap().to_rgb8().into_raw();
     for face in &faces {
         let samples = collect(&format!(
             "filesrc location={} ! pngdec ! videoconvert ! video/x-raw,format=RGB \
@@ -205,38 +199,9 @@ fn mtcnn_crops_follow_the_landmarks_as_skimage_and_opencv() {
         // RGB rows of 112 pixels are 336 bytes: a multiple of 4, so no padding.
         let crop = map.as_slice();
         assert_eq!(crop.len(), 112 * 112 * 3);
-        let l = face.landmarks.unwrap();
-        let pts: Vec<String> = l
-            .iter()
-            .flat_map(|p| [p[0].to_string(), p[1].to_string()])
-            .collect();
-        run_python(
-            r#"
-import sys, numpy as np, cv2
-from skimage.transform import SimilarityTransform
-frame = np.fromfile(sys.argv[1], dtype=np.uint8).reshape(720, 1280, 3)
-src = np.array([float(v) for v in sys.argv[3:]], dtype=np.float64).reshape(5, 2)
-dst = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                [41.5493, 92.3655], [70.7299, 92.2041]])
-t = SimilarityTransform()
-t.estimate(src, dst)
-cv2.warpAffine(frame, t.params[:2], (112, 112), flags=cv2.INTER_LINEAR).tofile(sys.argv[2])
-"#,
-            &[
-                dir.join("frame.rgb").to_str().unwrap(),
-                dir.join("crop.rgb").to_str().unwrap(),
-            ]
-            .into_iter()
-            .chain(pts.iter().map(String::as_str))
-            .collect::<Vec<_>>(),
-        );
-        let reference = std::fs::read(dir.join("crop.rgb")).unwrap();
-        let mean_abs: f64 = crop
-            .iter()
-            .zip(&reference)
-            .map(|(a, b)| (*a as f64 - *b as f64).abs())
-            .sum::<f64>()
-            / crop.len() as f64;
+        let reference =
+            common::reference_arcface_crop(&dir, &frame, 1280, 720, &face.landmarks.unwrap());
+        let mean_abs = common::mean_abs_diff(crop, &reference);
         assert!(
             mean_abs <= 1.0,
             "face {}: mean |element - cv2.warpAffine| = {mean_abs}",

@@ -158,3 +158,55 @@ pub fn collect(description: &str) -> Result<Vec<gst::Sample>, String> {
     let _ = pipeline.set_state(gst::State::Null);
     result
 }
+
+/// scikit-image's `SimilarityTransform` from `landmarks` onto the ArcFace template, applied by
+/// `cv2.warpAffine(..., INTER_LINEAR)` to the packed RGB `frame` of `width` x `height`: the
+/// 112x112 crop an independent implementation cuts.
+#[allow(dead_code)]
+pub fn reference_arcface_crop(
+    dir: &Path,
+    frame: &[u8],
+    width: usize,
+    height: usize,
+    landmarks: &[[f32; 2]; 5],
+) -> Vec<u8> {
+    std::fs::write(dir.join("reference-frame.rgb"), frame).unwrap();
+    let mut args = vec![
+        dir.join("reference-frame.rgb").display().to_string(),
+        dir.join("reference-crop.rgb").display().to_string(),
+        width.to_string(),
+        height.to_string(),
+    ];
+    args.extend(
+        landmarks
+            .iter()
+            .flat_map(|p| [p[0].to_string(), p[1].to_string()]),
+    );
+    run_python(
+        r#"
+import sys, numpy as np, cv2
+from skimage.transform import SimilarityTransform
+w, h = int(sys.argv[3]), int(sys.argv[4])
+frame = np.fromfile(sys.argv[1], dtype=np.uint8).reshape(h, w, 3)
+src = np.array([float(v) for v in sys.argv[5:]], dtype=np.float64).reshape(5, 2)
+dst = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                [41.5493, 92.3655], [70.7299, 92.2041]])
+t = SimilarityTransform()
+t.estimate(src, dst)
+cv2.warpAffine(frame, t.params[:2], (112, 112), flags=cv2.INTER_LINEAR).tofile(sys.argv[2])
+"#,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    std::fs::read(dir.join("reference-crop.rgb")).unwrap()
+}
+
+/// Mean absolute difference of two byte images.
+#[allow(dead_code)]
+pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).abs())
+        .sum::<f64>()
+        / a.len() as f64
+}
