@@ -52,6 +52,8 @@ pub struct AnalyzeOptions {
     /// onnx:FILE (YuNet/SCRFD/UltraFace) or full-frame.
     #[arg(long, default_value = "auto")]
     pub detector: Detector,
+    #[command(flatten)]
+    pub elements: pipeline::ElementOptions,
     /// Videos analysed at the same time.
     #[arg(short, long, default_value_t = 1)]
     pub jobs: usize,
@@ -274,6 +276,7 @@ fn analyse(
         bar.set_length(d.as_millis().max(1) as u64);
     }
     let job = Job {
+        elements: options.elements.clone(),
         input: task.input.clone(),
         models: models.to_vec(),
         detector: options.detector.clone(),

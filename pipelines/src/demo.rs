@@ -57,6 +57,8 @@ pub struct DemoOptions {
     /// ONNX model of the affect contract (default: models/affect-default.onnx).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub elements: pipeline::ElementOptions,
 }
 
 /// What the demo measured; written to `scores.json` too.
@@ -273,6 +275,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoScores, String> {
 
     // 2. The pipeline.
     let job = Job {
+        elements: options.elements.clone(),
         input: files.video.clone(),
         models: vec![pipeline::ModelStage::all(&model)],
         detector: Detector::Auto,

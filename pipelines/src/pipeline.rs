@@ -158,9 +158,64 @@ pub fn model_chain(paths: &[PathBuf]) -> Result<Vec<ModelStage>, String> {
     Ok(stages)
 }
 
+/// Where the networks run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderChoice {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+/// The element settings `affect analyze` and `affect demo` pass on, as the elements name them.
+#[derive(Clone, Debug, Default, PartialEq, clap::Args)]
+pub struct ElementOptions {
+    /// Where the models and the MTCNN face detector run (affectinfer and affectfacecrop
+    /// execution-provider); cuda needs ./setup.sh --gpu.
+    #[arg(long, value_enum, default_value_t = ProviderChoice::Cpu)]
+    pub provider: ProviderChoice,
+    /// GPU to run on with --provider cuda (device-id).
+    #[arg(long, default_value_t = 0)]
+    pub device: u32,
+    /// Run the face detector every N frames and track in between (affectfacecrop
+    /// detect-interval; default: the element's automatic choice).
+    #[arg(long)]
+    pub detect_interval: Option<u32>,
+    /// Most faces in one model run (affectinfer batch-size; default: the element's).
+    #[arg(long)]
+    pub batch_size: Option<u32>,
+}
+
+impl ElementOptions {
+    /// `affectfacecrop` properties.
+    fn facecrop(&self) -> String {
+        let mut p = String::new();
+        if self.provider == ProviderChoice::Cuda {
+            p += &format!(" execution-provider=cuda device-id={}", self.device);
+        }
+        if let Some(n) = self.detect_interval {
+            p += &format!(" detect-interval={n}");
+        }
+        p
+    }
+
+    /// `affectinfer` properties.
+    fn infer(&self) -> String {
+        let mut p = String::new();
+        if self.provider == ProviderChoice::Cuda {
+            p += &format!(" execution-provider=cuda device-id={}", self.device);
+        }
+        if let Some(n) = self.batch_size {
+            p += &format!(" batch-size={n}");
+        }
+        p
+    }
+}
+
 /// One run of the pipeline over one file.
 #[derive(Clone, Debug)]
 pub struct Job {
+    /// Provider, device, detector interval and batch size of the elements.
+    pub elements: ElementOptions,
     pub input: PathBuf,
     /// The models, run one after the other on the same faces.
     pub models: Vec<ModelStage>,
@@ -277,8 +332,9 @@ impl Job {
         };
         let mut d = format!(
             "filesrc location={} ! decodebin name=d \
-             d. ! queue ! videoconvert ! affectfacecrop {detector} ! infer.video_sink ",
-            quote(&self.input)
+             d. ! queue ! videoconvert ! affectfacecrop {detector}{} ! infer.video_sink ",
+            quote(&self.input),
+            self.elements.facecrop()
         );
         if self.audio {
             d += "d. ! queue ! audioconvert ! audioresample ! affectspectro ! infer.audio_sink ";
@@ -292,8 +348,9 @@ impl Job {
                 .as_ref()
                 .map_or(String::new(), |h| format!(" heads={h}"));
             d += &format!(
-                "affectinfer name={name} model={}{heads} ! ",
-                quote(&stage.path)
+                "affectinfer name={name} model={}{heads}{} ! ",
+                quote(&stage.path),
+                self.elements.infer()
             );
         }
         d += "tee name=results ";
@@ -478,4 +535,49 @@ pub fn default_model() -> Result<PathBuf, String> {
                     .join(", ")
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn element_options_become_element_properties() {
+        let job = Job {
+            elements: ElementOptions {
+                provider: ProviderChoice::Cuda,
+                device: 1,
+                detect_interval: Some(3),
+                batch_size: Some(8),
+            },
+            input: "in.mkv".into(),
+            models: vec![ModelStage::all(Path::new("a.onnx"))],
+            detector: Detector::Mtcnn,
+            audio: false,
+            tables: Vec::new(),
+            annotated: None,
+        };
+        let d = job.description();
+        assert!(
+            d.contains(
+                "affectfacecrop detector=mtcnn execution-provider=cuda device-id=1 \
+                 detect-interval=3 "
+            ),
+            "{d}"
+        );
+        assert!(
+            d.contains("affectinfer name=infer model=\"a.onnx\" execution-provider=cuda device-id=1 batch-size=8 "),
+            "{d}"
+        );
+        // Defaults leave the elements' own defaults alone.
+        let plain = Job {
+            elements: ElementOptions::default(),
+            ..job
+        };
+        let d = plain.description();
+        assert!(
+            !d.contains("execution-provider") && !d.contains("batch-size"),
+            "{d}"
+        );
+    }
 }

@@ -370,3 +370,28 @@ fn models_describes_contract_heads_input_and_provenance() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("problem"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn element_settings_reach_the_elements_and_cuda_without_a_gpu_is_named() {
+    let dir = scratch_dir("analyze-elements");
+    let (input, _) = batch_folder(&dir);
+    let video = input.join("talk.mkv");
+    let out = dir.join("out");
+    let output = analyze(
+        &["--detect-interval", "2", "--batch-size", "4"],
+        &[&video],
+        &out,
+    );
+    assert!(output.status.success());
+    assert!(!csv_rows(&out.join("talk.csv")).is_empty());
+    // This machine's ONNX Runtime is the CPU build: the file fails with the reason.
+    let output = analyze(
+        &["--provider", "cuda", "--device", "0"],
+        &[&video],
+        &dir.join("gpu"),
+    );
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("CUDA"), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}
