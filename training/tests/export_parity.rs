@@ -454,6 +454,36 @@ fn fp16_export_keeps_f32_io_and_close_outputs() {
     cfg.audio = true;
     cfg.temporal = true;
     let (_vs, net) = build(&cfg, 11);
+    // The random batch-norm statistics of `build` leave the activations of this deep a
+    // network far from unit scale (a frame embedding of RMS ~1e5), beyond half precision's
+    // range and saturating the GRU, whose state becomes exactly 0 or ±1: a gate on its
+    // switching point then flips under any rounding, a different CPU's kernels included.
+    // Statistics measured on the inputs, as training leaves them, put every layer in the range
+    // a trained network works in, which is where half precision is to be judged; the random
+    // scales and shifts stay, so folding still has work to do.
+    let probe_face = Tensor::randn(
+        [16, 3, cfg.input_size, cfg.input_size],
+        (Kind::Float, Device::Cpu),
+    );
+    let probe_audio = Tensor::randn(
+        [16, 1, cfg.audio_frames, N_MELS],
+        (Kind::Float, Device::Cpu),
+    ) * 3.0
+        - 8.0;
+    tch::no_grad(|| {
+        for _ in 0..40 {
+            let _ = net.frame_embedding(&probe_face, Some(&probe_audio), true);
+        }
+    });
+    let rms = tch::no_grad(|| {
+        let e = net.frame_embedding(&probe_face, Some(&probe_audio), false);
+        e.square().mean(Kind::Float).sqrt().double_value(&[])
+    });
+    eprintln!("fp16: frame embedding rms {rms:.3}");
+    assert!(
+        (0.1..10.0).contains(&rms),
+        "calibrated frame embedding rms {rms} is not of unit scale"
+    );
     let dir = scratch_dir("parity-fp16");
     let path32 = dir.join("model32.onnx");
     let path16 = dir.join("model16.onnx");
@@ -476,6 +506,7 @@ fn fp16_export_keeps_f32_io_and_close_outputs() {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
             // Half precision keeps about three decimal digits.
+            eprintln!("fp16 step {k} {name}: off by {worst:.2e}");
             assert!(worst < 3e-2, "fp16 step {k} {name}: off by {worst}");
         }
     }

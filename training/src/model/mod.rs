@@ -309,7 +309,7 @@ impl AffectNet {
     }
 
     /// Per-frame embedding: face backbone, fused with the audio branch when present.
-    fn frame_embedding(&self, face: &Tensor, audio: Option<&Tensor>, train: bool) -> Tensor {
+    pub fn frame_embedding(&self, face: &Tensor, audio: Option<&Tensor>, train: bool) -> Tensor {
         let f = self.face.forward_t(face, train);
         match (&self.audio, &self.fusion, audio) {
             (Some(branch), Some(fusion), Some(a)) => {
