@@ -1,43 +1,65 @@
-//! `affect analyze`: files and folders of videos through the analysis pipeline, several at
-//! a time, each into a table (CSV or JSONL, from `affectsink`), a timeline plot and a
-//! summary; resumable and tolerant of broken files.
+//! `affect analyze`: files, folders and manifests of videos through the analysis pipeline,
+//! several at a time, each into a table (CSV or JSONL, from `affectsink`), a timeline plot
+//! and a summary; resumable, tolerant of broken files, and made to run as one shard of a job
+//! array (Slurm, Kubernetes) that may be preempted at any moment.
 //!
-//! Outputs of `<name>` (the file stem, made unique within the batch) in the output folder:
-//! `<name>.csv` / `<name>.jsonl`, `<name>.png` and `<name>.summary.json`. They are written
-//! under `.<name>.partial.*` names and renamed when the video is complete, the table last,
-//! so a video counts as done exactly when its table exists; an interrupted batch run again
-//! skips the finished videos and redoes the rest.
+//! Outputs of an input with the id `<id>` (see [`archive`]) in the output folder:
+//! `<id>.csv` / `<id>.jsonl`, `<id>.png` and `<id>.summary.json`. They are written under
+//! `.<id>.partial.*` names and renamed when the video is complete, the table last, so a video
+//! counts as done exactly when its table exists; a batch run again skips the finished videos
+//! and redoes the rest.
+//!
+//! A video is done only when it was decoded to its end: one whose decoding stops short of
+//! the duration its container gives, or ends in an error, is `incomplete` (both durations are
+//! reported), keeps no outputs and is tried again by the next run. SIGINT and SIGTERM stop the
+//! batch: no new video is started, the videos being analysed are discarded (no partial file
+//! is left), and the process exits with [`EXIT_REQUEUE`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use affect_core::labels::EXPRESSION_LABELS;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::{self, Detector, Format, Job, Outcome};
+use crate::archive::{self, ShardSpec};
+pub use crate::archive::{IMAGE_EXTENSIONS, Source, Task, VIDEO_EXTENSIONS, is_image};
+use crate::pipeline::{self, Detector, Format, Job, ModelInfo, Outcome};
 use crate::plot::{self, Series};
 use crate::progress;
+use crate::table::Table;
 
-/// Extensions of the files taken from folders (files named on the command line are taken
-/// whatever their name).
-pub const VIDEO_EXTENSIONS: &[&str] = &[
-    "mkv", "mp4", "m4v", "mov", "webm", "avi", "mpg", "mpeg", "ts", "mts", "flv", "wmv", "ogv",
-    "3gp",
-];
+/// Exit status of a batch stopped by SIGINT or SIGTERM: `EX_TEMPFAIL` of `sysexits.h`,
+/// "try again later". The Slurm script requeues its task on it and the Kubernetes Job's
+/// pod failure policy retries the pod without counting it as a failure; running the same
+/// command again continues where the batch stopped.
+pub const EXIT_REQUEUE: u8 = 75;
 
-/// Photographs taken from folders: each is analysed as a one-frame video, one row per face.
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
+/// How much shorter than its container's duration a video may decode and still be complete:
+/// streams of one file rarely end at the same instant (audio often runs a little longer).
+pub const COMPLETE_TOLERANCE: Duration = Duration::from_millis(500);
 
 /// Options of `affect analyze`.
 #[derive(clap::Args)]
 pub struct AnalyzeOptions {
-    /// Video files and photographs (JPEG, PNG), or folders searched for them (recursively).
-    #[arg(required = true)]
-    pub inputs: Vec<PathBuf>,
+    /// Video files and photographs (JPEG, PNG), folders searched for them (recursively), or
+    /// URIs GStreamer can read (file://, http://, rtsp://, ...).
+    #[arg(required_unless_present = "manifest")]
+    pub inputs: Vec<String>,
+    /// A file of inputs, one path or URI per line (blank lines and lines starting with # are
+    /// skipped; relative paths are taken from the manifest's folder). May be given more than
+    /// once; the inputs on the command line come first.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Vec<PathBuf>,
+    /// Analyse only shard K of N (0-based) of the inputs: those at positions K, K+N, K+2N, ...
+    /// of the batch, so every input is in exactly one shard. With N alone, K is read from
+    /// SLURM_ARRAY_TASK_ID (Slurm job arrays) or JOB_COMPLETION_INDEX (Kubernetes Indexed
+    /// Jobs).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<ShardSpec>,
     /// Folder for the outputs.
     #[arg(short, long, default_value = "affect-results")]
     pub out: PathBuf,
@@ -62,20 +84,43 @@ pub struct AnalyzeOptions {
     pub format: Format,
 }
 
-/// One video's summary (also `<name>.summary.json`, so skipped videos keep their line in
-/// the table).
+/// One video's summary (also `<id>.summary.json`, so skipped videos keep their line in the
+/// table, and `affect merge` knows what made each table). The counts and means are those of
+/// the rows written to the table.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct VideoSummary {
-    pub input: PathBuf,
+    /// The stable id of the input, which names its outputs.
+    #[serde(default)]
+    pub id: String,
+    /// The input as the batch named it (a path or a URI).
+    pub input: String,
     /// A photograph (one frame, no timeline) rather than a video.
     #[serde(default)]
     pub image: bool,
+    /// File name of the table in the output folder.
+    #[serde(default)]
+    pub table: String,
     pub frames: usize,
+    /// Table rows of faces with results.
     pub face_rows: usize,
     pub tracks: usize,
     pub mean_valence: Option<f64>,
     pub mean_arousal: Option<f64>,
+    /// The expression written most often, in the model's own label.
     pub dominant_expression: Option<String>,
+    /// Seconds of the video decoded and analysed.
+    #[serde(default)]
+    pub decoded_seconds: f64,
+    /// Duration the container gives, when it gives one.
+    #[serde(default)]
+    pub container_seconds: Option<f64>,
+    /// The models, in the order they ran.
+    #[serde(default)]
+    pub models: Vec<ModelInfo>,
+    /// Version of the affect software that wrote the table.
+    #[serde(default)]
+    pub software_version: String,
+    /// Seconds the analysis took.
     pub seconds: f64,
 }
 
@@ -83,81 +128,51 @@ pub struct VideoSummary {
 pub enum Status {
     Done(VideoSummary),
     Skipped(VideoSummary),
+    /// Decoding stopped before the end the container gives, or ended in an error.
+    Incomplete {
+        decoded: Duration,
+        container: Option<Duration>,
+        error: Option<String>,
+    },
     Failed(String),
+    /// Not analysed: the batch was stopped by a signal first (or while it ran).
+    Left,
 }
 
-/// A video of the batch and the name of its outputs.
-#[derive(Clone, Debug)]
-pub struct Task {
-    pub input: PathBuf,
-    pub name: String,
-}
-
-fn has_extension(path: &Path, extensions: &[&str]) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| extensions.contains(&e.to_ascii_lowercase().as_str()))
-}
-
-fn is_video(path: &Path) -> bool {
-    has_extension(path, VIDEO_EXTENSIONS)
-}
-
-/// Whether `path` names a photograph (by its extension).
-pub fn is_image(path: &Path) -> bool {
-    has_extension(path, IMAGE_EXTENSIONS)
-}
-
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), String> {
-    let entries = fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        if path.is_dir() {
-            walk(&path, found)?;
-        } else if is_video(&path) || is_image(&path) {
-            found.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// The videos of the inputs in a stable order, each with an output name unique in the
-/// batch (`talk`, `talk-2`, ... for files of the same stem in different folders).
-pub fn collect(inputs: &[PathBuf]) -> Result<Vec<Task>, String> {
-    let mut files = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            walk(input, &mut files)?;
-        } else {
-            // A missing or unreadable file is reported by its own task, not here, so the
-            // rest of the batch still runs.
-            files.push(input.clone());
-        }
-    }
-    let mut seen = HashSet::new();
-    let mut used: HashMap<String, usize> = HashMap::new();
-    let mut tasks = Vec::new();
-    for input in files {
-        let key = fs::canonicalize(&input).unwrap_or_else(|_| input.clone());
-        if !seen.insert(key) {
-            continue;
-        }
-        let stem = input
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "video".into());
-        let count = used.entry(stem.clone()).or_default();
-        *count += 1;
-        let name = if *count == 1 {
-            stem
-        } else {
-            format!("{stem}-{count}")
+impl Status {
+    /// The reason of an incomplete video, in one line.
+    fn incomplete_reason(
+        decoded: Duration,
+        container: Option<Duration>,
+        error: &Option<String>,
+    ) -> String {
+        let mut reason = match container {
+            Some(c) => format!(
+                "decoded {:.2} s of the {:.2} s the container gives",
+                decoded.as_secs_f64(),
+                c.as_secs_f64()
+            ),
+            None => format!("decoded {:.2} s", decoded.as_secs_f64()),
         };
-        tasks.push(Task { input, name });
+        if let Some(e) = error {
+            reason = format!("{reason}, then: {e}");
+        }
+        reason
     }
-    Ok(tasks)
+
+    /// Why the video is not done, when it is not.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Status::Done(_) | Status::Skipped(_) => None,
+            Status::Incomplete {
+                decoded,
+                container,
+                error,
+            } => Some(Self::incomplete_reason(*decoded, *container, error)),
+            Status::Failed(e) => Some(e.clone()),
+            Status::Left => Some("stopped by a signal: left for the next run".into()),
+        }
+    }
 }
 
 /// Output paths of a task.
@@ -171,15 +186,15 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    pub fn new(out: &Path, name: &str, format: Format) -> Outputs {
+    pub fn new(out: &Path, id: &str, format: Format) -> Outputs {
         let ext = format.name();
         Outputs {
-            table: out.join(format!("{name}.{ext}")),
-            plot: out.join(format!("{name}.png")),
-            summary: out.join(format!("{name}.summary.json")),
-            partial_table: out.join(format!(".{name}.partial.{ext}")),
-            partial_plot: out.join(format!(".{name}.partial.png")),
-            partial_summary: out.join(format!(".{name}.partial.summary.json")),
+            table: out.join(format!("{id}.{ext}")),
+            plot: out.join(format!("{id}.png")),
+            summary: out.join(format!("{id}.summary.json")),
+            partial_table: out.join(format!(".{id}.partial.{ext}")),
+            partial_plot: out.join(format!(".{id}.partial.png")),
+            partial_summary: out.join(format!(".{id}.partial.summary.json")),
         }
     }
 
@@ -212,26 +227,12 @@ impl Outputs {
     }
 }
 
-/// The summary and timeline of one analysed video.
-fn summarise(input: &Path, outcome: &Outcome) -> (VideoSummary, Series) {
-    let mut counts: HashMap<u64, usize> = HashMap::new();
-    let mut expressions = [0usize; EXPRESSION_LABELS.len()];
-    let (mut v, mut a, mut n, mut n_va, mut n_expr) = (0.0, 0.0, 0usize, 0usize, 0usize);
+/// The timeline of the track seen longest (the main person of the video).
+fn main_track_series(outcome: &Outcome) -> Series {
+    let mut counts: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
     for face in outcome.frames.iter().flat_map(|f| &f.faces) {
         *counts.entry(face.track_id).or_default() += 1;
-        // Only the heads the models gave count.
-        if let Some(count) = expressions.get_mut(face.expression) {
-            *count += 1;
-            n_expr += 1;
-        }
-        if face.valence.is_finite() && face.arousal.is_finite() {
-            v += face.valence as f64;
-            a += face.arousal as f64;
-            n_va += 1;
-        }
-        n += 1;
     }
-    // The plot follows the track seen longest (the main person of the video).
     let main = counts
         .iter()
         .max_by_key(|(id, c)| (**c, std::cmp::Reverse(**id)))
@@ -242,35 +243,51 @@ fn summarise(input: &Path, outcome: &Outcome) -> (VideoSummary, Series) {
             series.push(frame.time, [f.valence, f.arousal], f.expression, f.au_probs);
         }
     }
-    let dominant = (n_expr > 0).then(|| {
-        let k = (0..expressions.len())
-            .max_by_key(|&k| expressions[k])
-            .unwrap_or(0);
-        EXPRESSION_LABELS[k].to_string()
-    });
-    let summary = VideoSummary {
-        input: input.to_path_buf(),
-        image: is_image(input),
-        frames: outcome.frames.len(),
-        face_rows: n,
-        tracks: counts.len(),
-        mean_valence: (n_va > 0).then(|| v / n_va as f64),
-        mean_arousal: (n_va > 0).then(|| a / n_va as f64),
-        dominant_expression: dominant,
-        seconds: outcome.elapsed.as_secs_f64(),
-    };
-    (summary, series)
+    series
+}
+
+/// What every video of the batch shares.
+struct Batch<'a> {
+    options: &'a AnalyzeOptions,
+    models: Vec<pipeline::ModelStage>,
+    model_infos: Vec<ModelInfo>,
+    stop: Arc<AtomicUsize>,
+}
+
+impl Batch<'_> {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) != 0
+    }
+}
+
+fn write_summary(path: &Path, summary: &VideoSummary) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(summary).map_err(|e| e.to_string())?;
+    fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Analyses one video into its outputs.
-fn analyse(
-    task: &Task,
-    options: &AnalyzeOptions,
-    models: &[pipeline::ModelStage],
-    bar: &ProgressBar,
-) -> Result<VideoSummary, String> {
-    let outputs = Outputs::new(&options.out, &task.name, options.format);
+fn analyse(task: &Task, batch: &Batch, bar: &ProgressBar) -> Status {
+    let options = batch.options;
+    let outputs = Outputs::new(&options.out, &task.id, options.format);
     outputs.remove_partial();
+    let status = analyse_into(task, batch, &outputs, bar).unwrap_or_else(Status::Failed);
+    if !matches!(status, Status::Done(_)) {
+        outputs.remove_partial();
+    }
+    if batch.stopped() && !matches!(status, Status::Done(_)) {
+        // Whatever went wrong after the signal is the signal's doing (a pipeline torn down).
+        return Status::Left;
+    }
+    status
+}
+
+fn analyse_into(
+    task: &Task,
+    batch: &Batch,
+    outputs: &Outputs,
+    bar: &ProgressBar,
+) -> Result<Status, String> {
+    let options = batch.options;
     let media = pipeline::discover(&task.input)?;
     if let Some(d) = media.duration {
         bar.set_length(d.as_millis().max(1) as u64);
@@ -278,25 +295,53 @@ fn analyse(
     let job = Job {
         elements: options.elements.clone(),
         input: task.input.clone(),
-        models: models.to_vec(),
+        models: batch.models.clone(),
         detector: options.detector.clone(),
         audio: media.has_audio,
         tables: vec![(options.format, outputs.partial_table.clone())],
         annotated: None,
     };
-    let result = (|| {
-        let outcome = job.run(|position, duration| progress::update(bar, position, duration))?;
-        if outcome.frames.is_empty() {
-            return Err("the pipeline delivered no video frames".to_string());
-        }
-        let (summary, series) = summarise(&task.input, &outcome);
-        if summary.image {
-            let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
-            fs::write(&outputs.partial_summary, json + "\n")
-                .map_err(|e| format!("cannot write {}: {e}", outputs.partial_summary.display()))?;
-            outputs.commit()?;
-            return Ok(summary);
-        }
+    let outcome = job.run_until(
+        |position, duration| progress::update(bar, position, duration),
+        Some(&batch.stop),
+    )?;
+    if outcome.frames.is_empty() {
+        return Err("the pipeline delivered no video frames".to_string());
+    }
+    let image = task.input.is_image();
+    let short = media
+        .duration
+        .is_some_and(|c| outcome.decoded + COMPLETE_TOLERANCE < c);
+    if outcome.error.is_some() || (short && !image) {
+        return Ok(Status::Incomplete {
+            decoded: outcome.decoded,
+            container: media.duration,
+            error: outcome.error,
+        });
+    }
+    let stats = Table::read(&outputs.partial_table, options.format)?.stats();
+    let summary = VideoSummary {
+        id: task.id.clone(),
+        input: task.input.to_string(),
+        image,
+        table: outputs
+            .table
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        frames: outcome.frames.len(),
+        face_rows: stats.face_rows,
+        tracks: stats.tracks,
+        mean_valence: stats.mean_valence,
+        mean_arousal: stats.mean_arousal,
+        dominant_expression: stats.dominant_expression,
+        decoded_seconds: outcome.decoded.as_secs_f64(),
+        container_seconds: media.duration.map(|d| d.as_secs_f64()),
+        models: batch.model_infos.clone(),
+        software_version: env!("CARGO_PKG_VERSION").to_string(),
+        seconds: outcome.elapsed.as_secs_f64(),
+    };
+    if !image {
         let duration = media
             .duration
             .map(|d| d.as_secs_f64())
@@ -305,11 +350,12 @@ fn analyse(
         let fps = if outcome.fps > 0.0 { outcome.fps } else { 30.0 };
         let subtitle = format!(
             "{}: {} frames, {} face rows, {} tracks (plotted: the longest); model {}",
-            task.input.display(),
+            task.input,
             summary.frames,
             summary.face_rows,
             summary.tracks,
-            models
+            batch
+                .models
                 .iter()
                 .map(|m| m
                     .path
@@ -321,24 +367,19 @@ fn analyse(
         plot::write(
             &outputs.partial_plot,
             &plot::Timeline {
-                title: &format!("affect analyze: {}", task.name),
+                title: &format!("affect analyze: {}", task.input.file_name()),
                 subtitle: &subtitle,
                 duration,
                 frame_seconds: 1.0 / fps,
-                predicted: &series,
+                predicted: &main_track_series(&outcome),
                 truth: None,
             },
         )?;
-        let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
-        fs::write(&outputs.partial_summary, json + "\n")
-            .map_err(|e| format!("cannot write {}: {e}", outputs.partial_summary.display()))?;
-        outputs.commit()?;
-        Ok(summary)
-    })();
-    if result.is_err() {
-        outputs.remove_partial();
     }
-    result
+    write_summary(&outputs.partial_summary, &summary)?;
+    // A video finished when the signal comes is kept: committing it takes a rename.
+    outputs.commit()?;
+    Ok(Status::Done(summary))
 }
 
 /// Prints a line above the bars (or plainly when they are hidden, as in logs).
@@ -359,20 +400,93 @@ fn done_summary(task: &Task, outputs: &Outputs) -> Option<VideoSummary> {
         .and_then(|t| serde_json::from_str(&t).ok())
         .or_else(|| {
             Some(VideoSummary {
-                input: task.input.clone(),
+                id: task.id.clone(),
+                input: task.input.to_string(),
                 ..VideoSummary::default()
             })
         })
 }
 
-/// Runs the batch; returns every task with its status, in input order.
-pub fn run(options: &AnalyzeOptions) -> Result<Vec<(Task, Status)>, String> {
-    if options.inputs.is_empty() {
-        return Err("no input: name video files or folders".into());
+/// The signals that stop a batch: SIGINT (Ctrl-C) and SIGTERM (what Slurm and Kubernetes
+/// send before they preempt a task). The first of them is recorded in `stop`; a second
+/// SIGINT ends the process at once, while further SIGTERMs are absorbed, as schedulers may
+/// deliver one to every process of a task and the job script forwards its own.
+fn catch_signals(stop: &Arc<AtomicUsize>) -> Result<Vec<signal_hook::SigId>, String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let error = |e: std::io::Error| format!("cannot catch signals: {e}");
+    let second_interrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    Ok(vec![
+        // Registered first so that it sees the flag as it was before this signal.
+        signal_hook::flag::register_conditional_default(SIGINT, second_interrupt.clone())
+            .map_err(error)?,
+        signal_hook::flag::register(SIGINT, second_interrupt).map_err(error)?,
+        signal_hook::flag::register_usize(SIGINT, stop.clone(), SIGINT as usize).map_err(error)?,
+        signal_hook::flag::register_usize(SIGTERM, stop.clone(), SIGTERM as usize)
+            .map_err(error)?,
+    ])
+}
+
+/// The name of a signal number [`run`] may report.
+pub fn signal_name(signal: usize) -> &'static str {
+    match signal as i32 {
+        signal_hook::consts::SIGINT => "SIGINT",
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        _ => "a signal",
     }
+}
+
+/// The end of a batch: every task of this shard with its status, in the batch's order, and
+/// the signal that stopped it, if one did.
+pub struct BatchResult {
+    pub results: Vec<(Task, Status)>,
+    pub signal: Option<usize>,
+}
+
+impl BatchResult {
+    /// Tasks not done (failed, incomplete or left), as [`Status::reason`] would name them.
+    pub fn count(&self, what: fn(&Status) -> bool) -> usize {
+        self.results.iter().filter(|(_, s)| what(s)).count()
+    }
+
+    /// The exit status: [`EXIT_REQUEUE`] when stopped by a signal, 1 when an input failed
+    /// or is incomplete, else 0.
+    pub fn exit_status(&self) -> u8 {
+        if self.signal.is_some() {
+            EXIT_REQUEUE
+        } else if self.count(|s| matches!(s, Status::Failed(_) | Status::Incomplete { .. })) > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// The inputs of the batch, before sharding.
+fn inputs(options: &AnalyzeOptions) -> Result<Vec<Source>, String> {
+    let mut sources = options
+        .inputs
+        .iter()
+        .map(|i| Source::parse(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    for manifest in &options.manifest {
+        sources.extend(archive::read_manifest(manifest)?);
+    }
+    Ok(sources)
+}
+
+/// Runs the batch (this shard of it, with `--shard`).
+pub fn run(options: &AnalyzeOptions) -> Result<BatchResult, String> {
     if options.jobs == 0 {
         return Err("--jobs must be at least 1".into());
     }
+    let sources = inputs(options)?;
+    if sources.is_empty() {
+        return Err("no input: name video files, folders or a --manifest with entries".into());
+    }
+    let shard = options
+        .shard
+        .map(|s| s.resolve(|v| std::env::var(v).ok()))
+        .transpose()?;
     let paths = if options.model.is_empty() {
         vec![pipeline::default_model()?]
     } else {
@@ -381,7 +495,11 @@ pub fn run(options: &AnalyzeOptions) -> Result<Vec<(Task, Status)>, String> {
     if let Some(m) = paths.iter().find(|m| !m.is_file()) {
         return Err(format!("model {} does not exist", m.display()));
     }
-    let model = pipeline::model_chain(&paths)?;
+    let models = pipeline::model_chain(&paths)?;
+    let model_infos = paths
+        .iter()
+        .map(|p| pipeline::model_info(p))
+        .collect::<Result<Vec<_>, _>>()?;
     if let Detector::Onnx(p) = &options.detector
         && !p.is_file()
     {
@@ -389,11 +507,46 @@ pub fn run(options: &AnalyzeOptions) -> Result<Vec<(Task, Status)>, String> {
     }
     fs::create_dir_all(&options.out)
         .map_err(|e| format!("cannot create {}: {e}", options.out.display()))?;
-    let tasks = collect(&options.inputs)?;
-    if tasks.is_empty() {
+    let all = archive::collect(&sources)?;
+    if all.is_empty() {
         return Err("the inputs hold no video or image files".into());
     }
+    let total = all.len();
+    let tasks = match shard {
+        Some(shard) => {
+            let tasks = shard.select(all);
+            println!(
+                "shard {}/{}: {} of the batch's {total} inputs",
+                shard.index,
+                shard.count,
+                tasks.len()
+            );
+            tasks
+        }
+        None => all,
+    };
 
+    let stop = Arc::new(AtomicUsize::new(0));
+    let handlers = catch_signals(&stop)?;
+    let batch = Batch {
+        options,
+        models,
+        model_infos,
+        stop,
+    };
+    let results = run_tasks(&batch, tasks);
+    for id in handlers {
+        signal_hook::low_level::unregister(id);
+    }
+    let signal = match batch.stop.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    };
+    Ok(BatchResult { results, signal })
+}
+
+fn run_tasks(batch: &Batch, tasks: Vec<Task>) -> Vec<(Task, Status)> {
+    let options = batch.options;
     let multi = MultiProgress::new();
     let overall = multi.add(ProgressBar::new(tasks.len() as u64));
     overall.set_style(
@@ -405,19 +558,17 @@ pub fn run(options: &AnalyzeOptions) -> Result<Vec<(Task, Status)>, String> {
     let statuses: Mutex<Vec<Option<Status>>> = Mutex::new(vec![None; tasks.len()]);
     let mut queue = VecDeque::new();
     for (i, task) in tasks.iter().enumerate() {
-        let outputs = Outputs::new(&options.out, &task.name, options.format);
+        let outputs = Outputs::new(&options.out, &task.id, options.format);
         match done_summary(task, &outputs) {
             Some(summary) => {
                 say(
                     &multi,
-                    format!(
-                        "skipped {} (done: {})",
-                        task.input.display(),
-                        outputs.table.display()
-                    ),
+                    format!("skipped {} (done: {})", task.input, outputs.table.display()),
                 );
                 overall.inc(1);
-                statuses.lock().map_err(|_| "status lost")?[i] = Some(Status::Skipped(summary));
+                if let Ok(mut s) = statuses.lock() {
+                    s[i] = Some(Status::Skipped(summary));
+                }
             }
             None => queue.push_back(i),
         }
@@ -426,34 +577,54 @@ pub fn run(options: &AnalyzeOptions) -> Result<Vec<(Task, Status)>, String> {
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.min(tasks.len()) {
             scope.spawn(|| {
-                // The guard is consumed inside `and_then`: the queue is not held while a
-                // video is analysed.
-                while let Some(i) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
+                loop {
+                    if batch.stopped() {
+                        break;
+                    }
+                    // The guard is consumed inside `and_then`: the queue is not held while a
+                    // video is analysed.
+                    let Some(i) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
+                        break;
+                    };
                     let task = &tasks[i];
                     let bar = multi.insert_before(
                         &overall,
-                        progress::file_bar(&task.name, Duration::from_secs(1)),
+                        progress::file_bar(&task.id, Duration::from_secs(1)),
                     );
                     let started = Instant::now();
-                    let status = match analyse(task, options, &model, &bar) {
-                        Ok(summary) => {
-                            say(
-                                &multi,
-                                format!(
-                                    "done    {} ({} frames, {} face rows, {:.1} s)",
-                                    task.input.display(),
-                                    summary.frames,
-                                    summary.face_rows,
-                                    started.elapsed().as_secs_f64()
-                                ),
-                            );
-                            Status::Done(summary)
-                        }
-                        Err(e) => {
-                            say(&multi, format!("FAILED  {}: {e}", task.input.display()));
-                            Status::Failed(e)
-                        }
-                    };
+                    let status = analyse(task, batch, &bar);
+                    match &status {
+                        Status::Done(summary) => say(
+                            &multi,
+                            format!(
+                                "done       {} ({} frames, {} face rows, {:.1} s)",
+                                task.input,
+                                summary.frames,
+                                summary.face_rows,
+                                started.elapsed().as_secs_f64()
+                            ),
+                        ),
+                        Status::Left => say(
+                            &multi,
+                            format!(
+                                "stopped    {} (discarded, left for the next run)",
+                                task.input
+                            ),
+                        ),
+                        other => say(
+                            &multi,
+                            format!(
+                                "{:<10} {}: {}",
+                                if matches!(other, Status::Incomplete { .. }) {
+                                    "INCOMPLETE"
+                                } else {
+                                    "FAILED"
+                                },
+                                task.input,
+                                other.reason().unwrap_or_default()
+                            ),
+                        ),
+                    }
                     bar.finish_and_clear();
                     multi.remove(&bar);
                     overall.inc(1);
@@ -465,47 +636,63 @@ pub fn run(options: &AnalyzeOptions) -> Result<Vec<(Task, Status)>, String> {
         }
     });
     overall.finish_and_clear();
-    let statuses = statuses.into_inner().map_err(|_| "status lost")?;
-    Ok(tasks
+    let statuses = statuses
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    tasks
         .into_iter()
         .zip(statuses)
-        .map(|(t, s)| (t, s.unwrap_or(Status::Failed("not run".into()))))
-        .collect())
+        .map(|(t, s)| (t, s.unwrap_or(Status::Left)))
+        .collect()
 }
 
-/// The summary table of a batch.
+/// The summary table of a batch: one line per input, the reason of each that is not done on
+/// its line, and a last line of counts.
 pub fn table(results: &[(Task, Status)]) -> String {
     let mut lines = vec![format!(
-        "{:<28} {:>7} {:>7} {:>7} {:>7} {:<10} {:<8} {:>7}",
+        "{:<28} {:>7} {:>7} {:>7} {:>7} {:<10} {:<10} {:>7}",
         "file", "frames", "faces", "mean V", "mean A", "dominant", "status", "time"
     )];
     let value = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:+.3}"));
     for (task, status) in results {
-        let mut file = task.input.file_name().map_or_else(
-            || task.input.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let mut file = task.input.file_name();
         if file.chars().count() > 28 {
             file = format!("{}~", file.chars().take(27).collect::<String>());
         }
         match status {
-            Status::Done(s) | Status::Skipped(s) => lines.push(format!(
-                "{file:<28} {:>7} {:>7} {:>7} {:>7} {:<10} {:<8} {:>6.1}s",
-                s.frames,
-                s.face_rows,
-                value(s.mean_valence),
-                value(s.mean_arousal),
-                s.dominant_expression.as_deref().unwrap_or("-"),
-                if matches!(status, Status::Done(_)) {
-                    "done"
-                } else {
-                    "skipped"
+            Status::Done(s) | Status::Skipped(s) => {
+                let mut dominant = s.dominant_expression.clone().unwrap_or("-".into());
+                if dominant.chars().count() > 10 {
+                    dominant = format!("{}~", dominant.chars().take(9).collect::<String>());
+                }
+                lines.push(format!(
+                    "{file:<28} {:>7} {:>7} {:>7} {:>7} {dominant:<10} {:<10} {:>6.1}s",
+                    s.frames,
+                    s.face_rows,
+                    value(s.mean_valence),
+                    value(s.mean_arousal),
+                    if matches!(status, Status::Done(_)) {
+                        "done"
+                    } else {
+                        "skipped"
+                    },
+                    s.seconds
+                ))
+            }
+            other => lines.push(format!(
+                "{file:<28} {:>7} {:>7} {:>7} {:>7} {:<10} {:<10} {:>7}  {}",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                match other {
+                    Status::Incomplete { .. } => "INCOMPLETE",
+                    Status::Left => "left",
+                    _ => "FAILED",
                 },
-                s.seconds
-            )),
-            Status::Failed(e) => lines.push(format!(
-                "{file:<28} {:>7} {:>7} {:>7} {:>7} {:<10} {:<8} {:>7}  {e}",
-                "-", "-", "-", "-", "-", "FAILED", "-"
+                "-",
+                other.reason().unwrap_or_default()
             )),
         }
     }
@@ -513,20 +700,28 @@ pub fn table(results: &[(Task, Status)]) -> String {
         .iter()
         .filter_map(|(_, s)| match s {
             Status::Done(s) | Status::Skipped(s) => Some(s),
-            Status::Failed(_) => None,
+            _ => None,
         })
         .collect();
     let images = summaries.iter().filter(|s| s.image).count();
-    let failed = results.len() - summaries.len();
-    lines.push(format!(
-        "{} videos, {images} images, {} face rows{}",
+    let count = |what: fn(&Status) -> bool| results.iter().filter(|(_, s)| what(s)).count();
+    let mut footer = format!(
+        "{} videos, {images} images, {} face rows",
         summaries.len() - images,
         summaries.iter().map(|s| s.face_rows).sum::<usize>(),
-        if failed > 0 {
-            format!(", {failed} failed")
-        } else {
-            String::new()
+    );
+    for (n, what) in [
+        (count(|s| matches!(s, Status::Failed(_))), "failed"),
+        (
+            count(|s| matches!(s, Status::Incomplete { .. })),
+            "incomplete",
+        ),
+        (count(|s| matches!(s, Status::Left)), "left"),
+    ] {
+        if n > 0 {
+            footer += &format!(", {n} {what}");
         }
-    ));
+    }
+    lines.push(footer);
     lines.join("\n")
 }

@@ -276,7 +276,7 @@ pub fn run(options: &DemoOptions) -> Result<DemoScores, String> {
     // 2. The pipeline.
     let job = Job {
         elements: options.elements.clone(),
-        input: files.video.clone(),
+        input: files.video.clone().into(),
         models: vec![pipeline::ModelStage::all(&model)],
         detector: Detector::Auto,
         audio: true,

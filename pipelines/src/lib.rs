@@ -3,13 +3,16 @@
 //! ([`bench`]) and the timeline plot ([`plot`]).
 
 pub mod analyze;
+pub mod archive;
 pub mod bench;
 pub mod demo;
 pub mod live_bench;
+pub mod merge;
 pub mod models;
 pub mod pipeline;
 pub mod plot;
 pub mod progress;
+pub mod table;
 
 /// Initialises GStreamer and registers the affect elements linked into this program, so no
 /// `GST_PLUGIN_PATH` is needed.

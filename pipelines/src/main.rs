@@ -5,12 +5,14 @@
 //!   clip's ground truth.
 //! - `affect analyze`: files and folders of videos through the analysis, N at a time, into
 //!   tables, timeline plots and a summary table; resumable.
+//! - `affect merge`: the per-video tables of `affect analyze` output folders into one
+//!   Apache Parquet dataset.
 //! - `affect bench`: the elements' benchmarks against baselines measured in the same run.
 //! - `affect models`: what model files are: contract, heads, labels, input, provenance.
 
 use std::process::ExitCode;
 
-use affect_cli::{analyze, bench, demo, models};
+use affect_cli::{analyze, bench, demo, merge, models};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -31,6 +33,8 @@ enum Command {
     Demo(demo::DemoOptions),
     /// Analyse video files and folders of videos: one table and timeline plot per video.
     Analyze(analyze::AnalyzeOptions),
+    /// Gather the per-video tables of analyze output folders into one Parquet dataset.
+    Merge(merge::MergeOptions),
     /// Benchmark the elements, each against a baseline measured in the same run.
     Bench(bench::BenchOptions),
     /// Describe model files: contract version, heads and labels, face and audio input, state,
@@ -46,19 +50,16 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Demo(options) => demo::run(&options).map(|_| ()),
-        Command::Analyze(options) => analyze::run(&options).and_then(|results| {
-            println!();
-            println!("{}", analyze::table(&results));
-            let failed = results
-                .iter()
-                .filter(|(_, s)| matches!(s, analyze::Status::Failed(_)))
-                .count();
-            if failed > 0 {
-                Err(format!("{failed} of {} videos failed", results.len()))
-            } else {
-                Ok(())
-            }
-        }),
+        Command::Analyze(options) => {
+            return match analyze::run(&options) {
+                Ok(batch) => analyze_report(&batch),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Merge(options) => merge::run(&options),
         Command::Bench(options) => bench::run(&options),
         Command::Models(options) => models::run(&options),
     };
@@ -69,4 +70,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The table of a batch, what is left, and its exit status.
+fn analyze_report(batch: &analyze::BatchResult) -> ExitCode {
+    println!();
+    println!("{}", analyze::table(&batch.results));
+    let total = batch.results.len();
+    let not_done = |s: &analyze::Status| {
+        matches!(
+            s,
+            analyze::Status::Failed(_) | analyze::Status::Incomplete { .. } | analyze::Status::Left
+        )
+    };
+    let done = total - batch.count(not_done);
+    if let Some(signal) = batch.signal {
+        eprintln!(
+            "stopped by {}: {done} of {total} inputs done, {} left; run the same command again \
+             to continue (exit status {})",
+            analyze::signal_name(signal),
+            total - done,
+            analyze::EXIT_REQUEUE
+        );
+    } else if done < total {
+        eprintln!(
+            "error: {} of {total} inputs failed or are incomplete",
+            total - done
+        );
+    }
+    ExitCode::from(batch.exit_status())
 }

@@ -14,12 +14,15 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use affect_core::labels::{AU_LABELS, EXPRESSION_LABELS, N_AUS};
 use gst::prelude::*;
 use gstaffect::meta;
+
+use crate::archive::Source;
 
 /// Where the faces come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,8 +111,8 @@ impl ModelStage {
     }
 }
 
-/// The heads of the model file at `path`, as its contract says.
-pub fn model_heads(path: &Path) -> Result<affect_core::contract::Heads, String> {
+/// The contract of the model file at `path`.
+fn model_contract(path: &Path) -> Result<affect_core::contract::ModelContract, String> {
     use affect_core::contract::{ModelContract, io};
     use gstaffect::session::{self, Provider, SessionOptions};
     let options = SessionOptions {
@@ -121,8 +124,41 @@ pub fn model_heads(path: &Path) -> Result<affect_core::contract::Heads, String> 
     let (inputs, _) = session::io_specs(&s);
     let has = |name: &str| inputs.iter().any(|i| i.name == name);
     ModelContract::from_metadata(&session::metadata(&s)?, has(io::AUDIO), has(io::STATE_IN))
-        .map(|c| c.heads)
         .map_err(|e| format!("model {}: {e}", path.display()))
+}
+
+/// The heads of the model file at `path`, as its contract says.
+pub fn model_heads(path: &Path) -> Result<affect_core::contract::Heads, String> {
+    model_contract(path).map(|c| c.heads)
+}
+
+/// What a table's rows were made with: the model's name (as its results name it), its file
+/// and the SHA-256 of the file.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub file: PathBuf,
+    pub sha256: String,
+}
+
+/// The [`ModelInfo`] of the model file at `path`.
+pub fn model_info(path: &Path) -> Result<ModelInfo, String> {
+    use sha2::{Digest, Sha256};
+    let contract = model_contract(path)?;
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read model {}: {e}", path.display()))?;
+    Ok(ModelInfo {
+        // As affectinfer names the model in its results.
+        name: contract
+            .name
+            .clone()
+            .unwrap_or_else(|| path.display().to_string()),
+        file: path.to_path_buf(),
+        sha256: Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    })
 }
 
 /// The chain of models for `--model A --model B ...`: each head comes from the last model
@@ -216,7 +252,7 @@ impl ElementOptions {
 pub struct Job {
     /// Provider, device, detector interval and batch size of the elements.
     pub elements: ElementOptions,
-    pub input: PathBuf,
+    pub input: Source,
     /// The models, run one after the other on the same faces.
     pub models: Vec<ModelStage>,
     pub detector: Detector,
@@ -266,6 +302,11 @@ pub struct Outcome {
     pub height: u32,
     pub fps: f64,
     pub elapsed: Duration,
+    /// End of the last video frame delivered (its time stamp plus its duration).
+    pub decoded: Duration,
+    /// The error that ended the stream after frames had been delivered (a truncated or
+    /// damaged file): the frames before it are in `frames`.
+    pub error: Option<String>,
 }
 
 impl Outcome {
@@ -330,10 +371,13 @@ impl Job {
             Detector::FullFrame => "detector=full-frame".to_string(),
             Detector::Onnx(p) => format!("detector=onnx detector-model={}", quote(p)),
         };
+        let source = match &self.input {
+            Source::File(path) => format!("filesrc location={}", quote(path)),
+            Source::Uri(uri) => format!("urisourcebin uri={}", quote(Path::new(uri))),
+        };
         let mut d = format!(
-            "filesrc location={} ! decodebin name=d \
+            "{source} ! decodebin name=d \
              d. ! queue ! videoconvert ! affectfacecrop {detector}{} ! infer.video_sink ",
-            quote(&self.input),
             self.elements.facecrop()
         );
         if self.audio {
@@ -372,10 +416,23 @@ impl Job {
     }
 
     /// Runs the pipeline to the end of the file. `progress(position, duration)` is called
-    /// a few times a second.
-    pub fn run(
+    /// a few times a second. An error is an error, wherever in the stream it comes.
+    pub fn run(&self, progress: impl FnMut(Duration, Option<Duration>)) -> Result<Outcome, String> {
+        let outcome = self.run_until(progress, None)?;
+        match outcome.error {
+            Some(e) => Err(e),
+            None => Ok(outcome),
+        }
+    }
+
+    /// Runs the pipeline to the end of the file, or until `stop` holds a nonzero value (a
+    /// signal number), checked five times a second: then the pipeline is torn down and the
+    /// result is the error [`INTERRUPTED`]. An error after the first frame comes back in
+    /// [`Outcome::error`] with the frames before it; one before any frame is the result.
+    pub fn run_until(
         &self,
         mut progress: impl FnMut(Duration, Option<Duration>),
+        stop: Option<&AtomicUsize>,
     ) -> Result<Outcome, String> {
         let started = Instant::now();
         let pipeline = gst::parse::launch(&self.description())
@@ -397,8 +454,16 @@ impl Job {
             .ok_or("affectinfer has no src pad")?;
         let frames = Arc::new(Mutex::new(Vec::<FrameRecord>::new()));
         let collected = frames.clone();
+        let decoded = Arc::new(Mutex::new(Duration::ZERO));
+        let decoded_end = decoded.clone();
         src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             if let Some(buffer) = info.buffer() {
+                if let Some(pts) = buffer.pts()
+                    && let Ok(mut end) = decoded_end.lock()
+                {
+                    let pts_end = pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO);
+                    *end = (*end).max(Duration::from_nanos(pts_end.nseconds()));
+                }
                 let analysed = meta::analysed_faces(buffer);
                 let faces: Vec<FaceRecord> = analysed.iter().filter_map(record).collect();
                 let frame = FrameRecord {
@@ -430,6 +495,9 @@ impl Job {
                     Some(gst::MessageView::Error(e)) => return Err(error_text(e)),
                     _ => {}
                 }
+                if stop.is_some_and(|s| s.load(Ordering::SeqCst) != 0) {
+                    return Err(INTERRUPTED.to_string());
+                }
                 let position = pipeline.query_position::<gst::ClockTime>();
                 let duration = pipeline.query_duration::<gst::ClockTime>();
                 progress(
@@ -441,10 +509,18 @@ impl Job {
         // Reading the caps before NULL: the negotiated size and rate of the analysed video.
         let caps = src.current_caps();
         let _ = pipeline.set_state(gst::State::Null);
-        result?;
+        let frames = std::mem::take(&mut *frames.lock().map_err(|_| "results lost")?);
+        let error = match result {
+            Ok(()) => None,
+            // What was analysed before a mid-stream error is kept for the caller to judge.
+            Err(e) if !frames.is_empty() && e != INTERRUPTED => Some(e),
+            Err(e) => return Err(e),
+        };
         let mut outcome = Outcome {
-            frames: std::mem::take(&mut *frames.lock().map_err(|_| "results lost")?),
+            frames,
             elapsed: started.elapsed(),
+            decoded: *decoded.lock().map_err(|_| "results lost")?,
+            error,
             ..Outcome::default()
         };
         if let Some(info) = caps.and_then(|c| gst_video::VideoInfo::from_caps(&c).ok()) {
@@ -459,15 +535,46 @@ impl Job {
     }
 }
 
+/// The error [`Job::run_until`] returns when it was stopped.
+pub const INTERRUPTED: &str = "interrupted";
+
+/// An error message on one line, the reason first: the detail of GStreamer's debug text
+/// (without the source location and object path GStreamer puts in front of it), then the
+/// element that posted the error and GStreamer's general message.
 fn error_text(e: &gst::message::Error) -> String {
     let source = e
         .src()
         .map(|s| s.name().to_string())
         .unwrap_or_else(|| "pipeline".into());
-    match e.debug() {
-        Some(debug) => format!("{source}: {} ({debug})", e.error()),
-        None => format!("{source}: {}", e.error()),
+    let message = one_line(&e.error().to_string());
+    let message = message.trim_end_matches('.');
+    let detail = e.debug().map(|d| debug_detail(&d)).unwrap_or_default();
+    if detail.is_empty() || message.contains(&detail) {
+        format!("{message} (in {source})")
+    } else {
+        format!("{detail} ({source}: {message})")
     }
+}
+
+/// The part of a GStreamer debug string after its `file.c(123): function (): /Object/path:`
+/// header, when it has one.
+fn debug_detail(debug: &str) -> String {
+    let header_end = debug.find("):").filter(|&i| {
+        let head = &debug[..i];
+        head.rfind('(')
+            .is_some_and(|open| head[open + 1..].chars().all(|c| c.is_ascii_digit()))
+    });
+    let rest = match header_end {
+        // GStreamer writes `header:\ndetail`, or the header alone when there is no detail.
+        Some(_) => debug.split_once(":\n").map_or("", |(_, rest)| rest),
+        None => debug,
+    };
+    one_line(rest.trim())
+}
+
+/// Line breaks and runs of spaces made single spaces, so a reason stays on one line.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn first_error(bus: &gst::Bus) -> Option<String> {
@@ -486,17 +593,21 @@ pub struct MediaInfo {
     pub has_audio: bool,
 }
 
-pub fn discover(path: &Path) -> Result<MediaInfo, String> {
-    let uri = gst::glib::filename_to_uri(
-        std::fs::canonicalize(path).map_err(|e| format!("cannot open: {e}"))?,
-        None,
-    )
-    .map_err(|e| format!("not a file name GStreamer can use: {e}"))?;
+pub fn discover(source: &Source) -> Result<MediaInfo, String> {
+    let uri = match source {
+        Source::File(path) => gst::glib::filename_to_uri(
+            std::fs::canonicalize(path).map_err(|e| format!("cannot open: {e}"))?,
+            None,
+        )
+        .map_err(|e| format!("not a file name GStreamer can use: {e}"))?
+        .to_string(),
+        Source::Uri(uri) => uri.clone(),
+    };
     let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30))
         .map_err(|e| format!("cannot start the discoverer: {e}"))?;
     let info = discoverer
         .discover_uri(&uri)
-        .map_err(|e| format!("not a readable media file: {e}"))?;
+        .map_err(|e| format!("not a readable media file: {}", one_line(&e.to_string())))?;
     if info.video_streams().is_empty() {
         return Err("the file has no video stream".into());
     }
@@ -542,6 +653,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn error_details_lose_the_source_location_and_stay_on_one_line() {
+        let debug = "../plugins/affect/src/infer/imp.rs(512): gstaffect::infer::imp::start (): \
+                     /GstPipeline:pipeline0/GstAffectInfer:infer:\ncannot load model 'm.onnx':\n  \
+                     Protobuf parsing failed.";
+        assert_eq!(
+            debug_detail(debug),
+            "cannot load model 'm.onnx': Protobuf parsing failed."
+        );
+        // A location with no detail leaves nothing; text without a location is kept whole.
+        assert_eq!(
+            debug_detail("gstdecodebin2.c(4719): expose (): /GstPipeline:p/GstDecodeBin:d"),
+            ""
+        );
+        assert_eq!(
+            debug_detail("no (header) here:\nat all"),
+            "no (header) here: at all"
+        );
+    }
+
+    #[test]
     fn element_options_become_element_properties() {
         let job = Job {
             elements: ElementOptions {
@@ -550,7 +681,7 @@ mod tests {
                 detect_interval: Some(3),
                 batch_size: Some(8),
             },
-            input: "in.mkv".into(),
+            input: Source::File("in.mkv".into()),
             models: vec![ModelStage::all(Path::new("a.onnx"))],
             detector: Detector::Mtcnn,
             audio: false,

@@ -26,6 +26,27 @@ fn analyze(args: &[&str], inputs: &[&Path], out: &Path) -> Output {
     output
 }
 
+/// The output `<stem>-<10 hex digits>.<ext>` of the input named `<stem>.*` (the one such
+/// file in `out`; the path it would have when there is none).
+fn output_of(out: &Path, stem: &str, ext: &str) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.strip_prefix(&format!("{stem}-"))
+                .and_then(|rest| rest.strip_suffix(&format!(".{ext}")))
+                .is_some_and(|hash| hash.len() == 10 && hash.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .collect();
+    assert!(found.len() <= 1, "several outputs of {stem}: {found:?}");
+    found
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| out.join(format!("{stem}-missing.{ext}")))
+}
+
 fn mtime(path: &Path) -> SystemTime {
     std::fs::metadata(path).unwrap().modified().unwrap()
 }
@@ -127,13 +148,13 @@ fn a_batch_reports_the_corrupt_file_completes_the_rest_and_resumes() {
     assert!(!stdout.contains("notes.txt"), "folders give only videos");
     for (name, frames) in &videos {
         // The full-frame detector gives one face per frame: one row per frame.
-        let rows = csv_rows(&out.join(format!("{name}.csv")));
+        let rows = csv_rows(&output_of(&out, name, "csv"));
         assert_eq!(rows.len(), *frames, "{name}: rows = frames x 1 face");
         let numbers: Vec<u64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
         assert_eq!(numbers, (1..=*frames as u64).collect::<Vec<_>>());
-        assert!(out.join(format!("{name}.png")).is_file());
+        assert!(output_of(&out, name, "png").is_file());
         let summary: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(out.join(format!("{name}.summary.json"))).unwrap(),
+            &std::fs::read_to_string(output_of(&out, name, "summary.json")).unwrap(),
         )
         .unwrap();
         assert_eq!(summary["frames"].as_u64().unwrap() as usize, *frames);
@@ -145,7 +166,7 @@ fn a_batch_reports_the_corrupt_file_completes_the_rest_and_resumes() {
         );
     }
     assert!(
-        !out.join("broken.csv").exists(),
+        !output_of(&out, "broken", "csv").exists(),
         "no outputs for the corrupt file"
     );
     let leftovers: Vec<_> = std::fs::read_dir(&out)
@@ -158,7 +179,7 @@ fn a_batch_reports_the_corrupt_file_completes_the_rest_and_resumes() {
     // Run again: every finished video is skipped, its outputs untouched.
     let before: Vec<SystemTime> = videos
         .iter()
-        .map(|(n, _)| mtime(&out.join(format!("{n}.csv"))))
+        .map(|(n, _)| mtime(&output_of(&out, n, "csv")))
         .collect();
     let second = analyze(&[], &[&input], &out);
     let stdout = String::from_utf8_lossy(&second.stdout);
@@ -170,17 +191,20 @@ fn a_batch_reports_the_corrupt_file_completes_the_rest_and_resumes() {
                 .any(|l| l.starts_with("skipped") && l.contains(&format!("{name}.mkv"))),
             "{name} is skipped"
         );
-        assert_eq!(
-            mtime(&out.join(format!("{name}.csv"))),
-            *t,
-            "{name} untouched"
-        );
+        assert_eq!(mtime(&output_of(&out, name, "csv")), *t, "{name} untouched");
     }
 
     // A video whose table is gone (an interrupted run leaves only partial files) is redone,
     // and only it.
-    std::fs::remove_file(out.join("interview.csv")).unwrap();
-    std::fs::write(out.join(".interview.partial.csv"), "frame,face_id\n1,").unwrap();
+    let interview = output_of(&out, "interview", "csv");
+    let id = interview
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let partial = out.join(format!(".{id}.partial.csv"));
+    std::fs::remove_file(&interview).unwrap();
+    std::fs::write(&partial, "frame,face_id\n1,").unwrap();
     let third = analyze(&[], &[&input.join("talk.mkv"), &input.join("sub")], &out);
     let stdout = String::from_utf8_lossy(&third.stdout);
     assert!(third.status.success(), "no corrupt file among these inputs");
@@ -194,9 +218,12 @@ fn a_batch_reports_the_corrupt_file_completes_the_rest_and_resumes() {
             .lines()
             .any(|l| l.starts_with("skipped") && l.contains("talk.mkv"))
     );
-    assert_eq!(mtime(&out.join("talk.csv")), before[0]);
-    assert_eq!(csv_rows(&out.join("interview.csv")).len(), videos[1].1);
-    assert!(!out.join(".interview.partial.csv").exists());
+    assert_eq!(mtime(&output_of(&out, "talk", "csv")), before[0]);
+    assert_eq!(
+        csv_rows(&output_of(&out, "interview", "csv")).len(),
+        videos[1].1
+    );
+    assert!(!partial.exists());
 }
 
 #[test]
@@ -220,7 +247,7 @@ fn bad_arguments_are_named() {
     assert!(run(&["x.mkv", "--detector", "yolo"]).contains("unknown detector"));
     assert!(run(&["x.mkv", "--model", "/nonexistent/m.onnx"]).contains("/nonexistent/m.onnx"));
     let missing = run(&[dir.join("missing.mkv").to_str().unwrap()]);
-    assert!(missing.contains("1 of 1 videos failed"), "{missing}");
+    assert!(missing.contains("1 of 1 inputs failed"), "{missing}");
 }
 
 #[test]
@@ -256,7 +283,7 @@ skimage.io.imsave(os.path.join(out, 'pair.png'), np.concatenate([astronaut, g], 
     println!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success());
     for (name, faces) in [("astronaut", 1), ("grace", 1), ("pair", 2)] {
-        let rows = csv_rows(&out.join(format!("{name}.csv")));
+        let rows = csv_rows(&output_of(&out, name, "csv"));
         assert_eq!(rows.len(), faces, "{name}: {rows:?}");
         // One frame, every face with its results, distinct track ids.
         assert!(rows.iter().all(|r| r[0] == "1" && r[4] == "1"), "{rows:?}");
@@ -264,13 +291,13 @@ skimage.io.imsave(os.path.join(out, 'pair.png'), np.concatenate([astronaut, g], 
         ids.dedup();
         assert_eq!(ids.len(), faces);
         let summary: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(out.join(format!("{name}.summary.json"))).unwrap(),
+            &std::fs::read_to_string(output_of(&out, name, "summary.json")).unwrap(),
         )
         .unwrap();
         assert_eq!(summary["image"], true);
         assert_eq!(summary["face_rows"], faces);
         // A photograph has no timeline.
-        assert!(!out.join(format!("{name}.png")).exists());
+        assert!(!output_of(&out, name, "png").exists());
     }
     assert!(
         stdout.contains("0 videos, 3 images, 4 face rows"),
@@ -297,14 +324,14 @@ fn several_models_chain_with_each_head_from_the_last_model_that_has_it() {
         &out,
     );
     assert!(output.status.success());
-    let text = std::fs::read_to_string(out.join("talk.csv")).unwrap();
+    let text = std::fs::read_to_string(output_of(&out, "talk", "csv")).unwrap();
     let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
     let expr: Vec<&&str> = header.iter().filter(|c| c.starts_with("expr_")).collect();
     // FER2013's seven expressions (no Other), the default model's AUs and valence.
     assert_eq!(expr.len(), 7, "{header:?}");
     assert!(!header.contains(&"expr_Other"));
     assert!(header.contains(&"AU12_p"));
-    let rows = csv_rows(&out.join("talk.csv"));
+    let rows = csv_rows(&output_of(&out, "talk", "csv"));
     assert!(!rows.is_empty());
     let valence = header.iter().position(|c| *c == "valence").unwrap();
     assert!(
@@ -383,7 +410,7 @@ fn element_settings_reach_the_elements_and_cuda_without_a_gpu_is_named() {
         &out,
     );
     assert!(output.status.success());
-    assert!(!csv_rows(&out.join("talk.csv")).is_empty());
+    assert!(!csv_rows(&output_of(&out, "talk", "csv")).is_empty());
     // This machine's ONNX Runtime is the CPU build: the file fails with the reason.
     let output = analyze(
         &["--provider", "cuda", "--device", "0"],

@@ -49,6 +49,15 @@ pub fn expression_index(name: &str) -> Option<usize> {
         .position(|l| l.eq_ignore_ascii_case(name.trim()))
 }
 
+/// OpenFace's column stem of an action unit: `AU1` -> `AU01`, `AU12` -> `AU12`; a label that
+/// is not `AU<number>` is kept as it is.
+pub fn au_column(label: &str) -> String {
+    match label.strip_prefix("AU").and_then(|n| n.parse::<u32>().ok()) {
+        Some(n) => format!("AU{n:02}"),
+        None => label.to_string(),
+    }
+}
+
 /// OpenFace-style column name of an AU (`AU01`, `AU12`), used by CSV writers.
 pub fn au_openface_name(index: usize) -> Option<String> {
     AU_NUMBERS.get(index).map(|n| format!("AU{n:02}"))

@@ -4,7 +4,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
-use affect_core::labels::{AU_LABELS, EXPRESSION_LABELS};
+use affect_core::labels::{AU_LABELS, EXPRESSION_LABELS, au_column};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -183,15 +183,6 @@ fn csv_field(s: &str) -> Cow<'_, str> {
         Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
     } else {
         Cow::Borrowed(s)
-    }
-}
-
-/// OpenFace's column stem of an action unit: `AU1` -> `AU01`, `AU12` -> `AU12`; a label that
-/// is not `AU<number>` is kept as it is.
-fn au_column(label: &str) -> String {
-    match label.strip_prefix("AU").and_then(|n| n.parse::<u32>().ok()) {
-        Some(n) => format!("AU{n:02}"),
-        None => label.to_string(),
     }
 }
 
