@@ -40,6 +40,15 @@ pub struct BenchOptions {
     /// Skip the live latency runs (1, 4 and 16 live streams).
     #[arg(long)]
     pub no_live: bool,
+    /// Only the archive benchmark: clips/s of `affect analyze` with --jobs 1 and 2 and as
+    /// two shards side by side, against one gst-launch-1.0 process per clip.
+    #[arg(long)]
+    pub archive: bool,
+    /// Clips of the archive benchmark.
+    #[arg(long, default_value_t = 8)]
+    pub clips: usize,
+    #[command(flatten)]
+    pub elements: crate::pipeline::ElementOptions,
 }
 
 fn best_of<F: FnMut() -> Result<(), String>>(runs: usize, mut f: F) -> Result<Duration, String> {
@@ -167,12 +176,27 @@ fn crops(count: usize, runs: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn infer(model: &Path, frames: usize, rounds: usize) -> Result<(), String> {
+fn infer(
+    model: &Path,
+    frames: usize,
+    rounds: usize,
+    elements: &crate::pipeline::ElementOptions,
+) -> Result<(), String> {
+    use crate::pipeline::ProviderChoice;
+    use gstaffect::session::Provider;
+    let provider = match elements.provider {
+        ProviderChoice::Cpu => Provider::Cpu,
+        ProviderChoice::Cuda => Provider::Cuda {
+            device_id: elements.device as i32,
+        },
+    };
     println!(
-        "affectinfer vs the bare shared ONNX Runtime session, {}",
+        "affectinfer vs the bare shared ONNX Runtime session, {} on {provider}",
         model.display()
     );
-    for scenario in gstaffect::bench::Scenario::standard(frames, 16) {
+    let batch_size = elements.batch_size.map_or(16, |b| b as usize);
+    for mut scenario in gstaffect::bench::Scenario::standard(frames, batch_size) {
+        scenario.provider = provider;
         let t = gstaffect::bench::throughput(model, &scenario, rounds)?;
         println!(
             "  {:<22} bare {:>8.1} faces/s  element {:>8.1} faces/s  element/bare {:>5.2}",
@@ -344,7 +368,10 @@ pub fn run(options: &BenchOptions) -> Result<(), String> {
                 "--soak takes a positive number of minutes, not {minutes}"
             ));
         }
-        return crate::live_bench::soak(&model, minutes);
+        return crate::live_bench::soak(&model, minutes, &options.elements.infer());
+    }
+    if options.archive {
+        return crate::archive_bench::run(&model, options.clips, &options.elements);
     }
     let (seconds, crops_n, frames, runs) = if options.long {
         (60.0, 2000, 600, 5)
@@ -355,9 +382,18 @@ pub fn run(options: &BenchOptions) -> Result<(), String> {
     melspec(seconds, runs)?;
     crops(crops_n, runs)?;
     overlay_and_sink(frames, runs)?;
-    infer(&model, if options.long { 256 } else { 32 }, runs.min(3))?;
+    infer(
+        &model,
+        if options.long { 256 } else { 32 },
+        runs.min(3),
+        &options.elements,
+    )?;
     if !options.no_live {
-        crate::live_bench::live_latency(&model, if options.long { 20.0 } else { 4.0 })?;
+        crate::live_bench::live_latency(
+            &model,
+            if options.long { 20.0 } else { 4.0 },
+            &options.elements.infer(),
+        )?;
     }
     println!(
         "({:.1} s in all; --long for longer runs)",

@@ -4,6 +4,7 @@
 
 pub mod analyze;
 pub mod archive;
+pub mod archive_bench;
 pub mod bench;
 pub mod demo;
 pub mod live_bench;

@@ -100,8 +100,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// End-to-end latency at 1, 4 and 16 live streams sharing one model, against `identity`.
-pub fn live_latency(model: &Path, seconds: f64) -> Result<(), String> {
+/// End-to-end latency at 1, 4 and 16 live streams sharing one model, against `identity`;
+/// `properties` are more `affectinfer` properties (provider, device, batch size).
+pub fn live_latency(model: &Path, seconds: f64, properties: &str) -> Result<(), String> {
     println!(
         "\nlive end-to-end latency (capture to the frame leaving the analysis; 320x240 at {FPS} \
          fps, one face, live audio in 20 ms buffers; {seconds} s per run)"
@@ -113,7 +114,7 @@ pub fn live_latency(model: &Path, seconds: f64) -> Result<(), String> {
     for streams in [1usize, 4, 16] {
         let mut figures = Vec::new();
         for analysis in [
-            format!("affectinfer model={}", model.display()),
+            format!("affectinfer model={}{properties}", model.display()),
             "identity".to_string(),
         ] {
             let description: String = (0..streams).map(|i| live_stream(i, &analysis)).collect();
@@ -149,12 +150,12 @@ fn rss_kb() -> u64 {
 /// A live A/V stream for `minutes` in which a new face track starts every 5 frames (faces
 /// given as upstream meta with fresh ids), printing the resident memory every minute and
 /// at the end.
-pub fn soak(model: &Path, minutes: f64) -> Result<(), String> {
+pub fn soak(model: &Path, minutes: f64, properties: &str) -> Result<(), String> {
     let description = format!(
         "videotestsrc is-live=true pattern=ball \
          ! video/x-raw,format=RGB,width=320,height=240,framerate={FPS}/1 \
          ! affectfacecrop name=faces detector=upstream \
-         ! affectinfer name=infer model={} ! affectoverlay ! fakesink name=out sync=false \
+         ! affectinfer name=infer model={}{properties} ! affectoverlay ! fakesink name=out sync=false \
          audiotestsrc is-live=true samplesperbuffer=320 wave=pink-noise \
          ! audio/x-raw,rate=16000,channels=1 ! affectspectro ! infer.audio_sink",
         model.display()

@@ -202,7 +202,8 @@ pub enum ProviderChoice {
     Cuda,
 }
 
-/// The element settings `affect analyze` and `affect demo` pass on, as the elements name them.
+/// The element settings `affect analyze`, `affect demo` and `affect bench` pass on, as the
+/// elements name them.
 #[derive(Clone, Debug, Default, PartialEq, clap::Args)]
 pub struct ElementOptions {
     /// Where the models and the MTCNN face detector run (affectinfer and affectfacecrop
@@ -223,7 +224,7 @@ pub struct ElementOptions {
 
 impl ElementOptions {
     /// `affectfacecrop` properties.
-    fn facecrop(&self) -> String {
+    pub fn facecrop(&self) -> String {
         let mut p = String::new();
         if self.provider == ProviderChoice::Cuda {
             p += &format!(" execution-provider=cuda device-id={}", self.device);
@@ -235,7 +236,7 @@ impl ElementOptions {
     }
 
     /// `affectinfer` properties.
-    fn infer(&self) -> String {
+    pub fn infer(&self) -> String {
         let mut p = String::new();
         if self.provider == ProviderChoice::Cuda {
             p += &format!(" execution-provider=cuda device-id={}", self.device);

@@ -44,6 +44,8 @@ pub struct Scenario {
     pub frames: usize,
     /// `batch-size` of the elements.
     pub batch_size: usize,
+    /// Where the bare session and the elements run (`execution-provider`, `device-id`).
+    pub provider: Provider,
 }
 
 impl Scenario {
@@ -62,12 +64,31 @@ impl Scenario {
                 // The same number of faces in every scenario.
                 frames: frames * 4 / (streams * faces),
                 batch_size,
+                provider: Provider::Cpu,
             })
             .collect()
     }
 
     fn total_faces(&self) -> usize {
         self.streams * self.faces * self.frames
+    }
+
+    /// The bare session's options: the scenario's provider, no fallback.
+    fn session_options(&self) -> SessionOptions {
+        SessionOptions {
+            provider: self.provider,
+            ..CPU
+        }
+    }
+
+    /// The elements' `execution-provider` and `device-id`, when not the CPU.
+    fn provider_properties(&self) -> String {
+        match self.provider {
+            Provider::Cpu => String::new(),
+            Provider::Cuda { device_id } => {
+                format!(" execution-provider=cuda device-id={device_id}")
+            }
+        }
     }
 }
 
@@ -321,9 +342,10 @@ fn run_chain(
         .iter()
         .map(|(m, heads)| {
             format!(
-                "! affectinfer model=\"{}\" batch-size={}{} ",
+                "! affectinfer model=\"{}\" batch-size={}{}{} ",
                 m.display(),
                 scenario.batch_size,
+                scenario.provider_properties(),
                 heads
                     .as_ref()
                     .map_or(String::new(), |h| format!(" heads={h}"))
@@ -358,7 +380,7 @@ fn run_chain(
             .map_err(|e| format!("cannot start the pipeline: {e}"))?;
         pipelines.push(pipeline);
     }
-    let shared = session::shared_model(model, &CPU, scenario.batch_size)?;
+    let shared = session::shared_model(model, &scenario.session_options(), scenario.batch_size)?;
     let before = shared.stats();
     let start = Instant::now();
     let feeders: Vec<_> = pipelines
@@ -471,16 +493,17 @@ const CPU: SessionOptions = SessionOptions {
 /// scenario to the next), and a bare session of its own on the same file.
 fn open_bare(
     model: &Path,
-    batch_size: usize,
+    scenario: &Scenario,
 ) -> Result<(ort::session::Session, Arc<session::SharedModel>), String> {
-    let shared = session::shared_model(model, &CPU, batch_size)?;
-    let (bare, _) = session::open(model, &CPU)?;
+    let options = scenario.session_options();
+    let shared = session::shared_model(model, &options, scenario.batch_size)?;
+    let (bare, _) = session::open(model, &options)?;
     Ok((bare, shared))
 }
 
-/// Measures one scenario's throughput on the CPU.
+/// Measures one scenario's throughput on the scenario's provider.
 pub fn throughput(model: &Path, scenario: &Scenario, rounds: usize) -> Result<Throughput, String> {
-    let (mut bare_session, shared) = open_bare(model, scenario.batch_size)?;
+    let (mut bare_session, shared) = open_bare(model, scenario)?;
     let contract = shared.contract.clone();
     let batches = bare_batches(&contract, scenario)?;
     // Warm both sessions up on a batch of each size.
@@ -538,7 +561,7 @@ impl ChainThroughput {
     }
 }
 
-/// Measures [`ChainThroughput`] on the CPU: the best of `rounds` interleaved runs.
+/// Measures [`ChainThroughput`] on the scenario's provider: the best of `rounds` interleaved runs.
 pub fn chain_throughput(
     models: &[(PathBuf, Option<String>)],
     scenario: &Scenario,
@@ -546,7 +569,7 @@ pub fn chain_throughput(
 ) -> Result<ChainThroughput, String> {
     let mut bare = Vec::new();
     for (m, _) in models {
-        let (session, shared) = open_bare(m, scenario.batch_size)?;
+        let (session, shared) = open_bare(m, scenario)?;
         let contract = shared.contract.clone();
         let batches = bare_batches(&contract, scenario)?;
         bare.push((session, contract, batches, shared));
@@ -589,7 +612,7 @@ pub struct Latency {
 
 /// Measures one scenario's per-frame latency with live sources.
 pub fn latency(model: &Path, scenario: &Scenario, fps: u32) -> Result<Latency, String> {
-    let (mut bare_session, shared) = open_bare(model, scenario.batch_size)?;
+    let (mut bare_session, shared) = open_bare(model, scenario)?;
     let contract = shared.contract.clone();
     let batches = bare_batches(&contract, scenario)?;
     run_bare(
