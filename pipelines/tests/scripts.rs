@@ -225,11 +225,14 @@ fn batch_script_analyses_a_folder() {
         .arg(&out)
         .arg(input.parent().unwrap())
         .args(["--detector", "full-frame"]));
-    let csv = std::fs::read_to_string(out.join("synth-000.csv")).unwrap();
+    // Outputs are named by the input's id: its stem and a hash of its path.
+    let id = affect_cli::archive::Source::File(input.clone()).id();
+    assert!(id.starts_with("synth-000-"), "{id}");
+    let csv = std::fs::read_to_string(out.join(format!("{id}.csv"))).unwrap();
     assert_eq!(
         csv.lines().count(),
         frames + 1,
         "header and one row per frame"
     );
-    assert!(out.join("synth-000.png").is_file());
+    assert!(out.join(format!("{id}.png")).is_file());
 }
