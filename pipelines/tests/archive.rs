@@ -521,3 +521,66 @@ print(json.dumps({
     assert_eq!(read["valence_nan"], 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_manifest_may_name_http_uris() {
+    let dir = scratch_dir("archive-http");
+    let clip = clips(&dir, 1, 2.0, 26).remove(0);
+    let mut server = Command::new(affect_core::testutil::python())
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(clip.parent().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
+    let port: u16 = line
+        .split_whitespace()
+        .skip_while(|w| *w != "port")
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let uri = format!(
+        "http://127.0.0.1:{port}/{}",
+        clip.file_name().unwrap().to_string_lossy()
+    );
+    let manifest = dir.join("manifest.txt");
+    std::fs::write(&manifest, format!("{uri}\n")).unwrap();
+    let out = dir.join("out");
+    let output = affect(
+        &[
+            "analyze",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--detector",
+            "full-frame",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let _ = server.kill();
+    assert!(output.status.success());
+    let done = tables(&out);
+    assert_eq!(done.len(), 1);
+    let id = affect_cli::archive::Source::Uri(uri.clone()).id();
+    assert_eq!(done[0], format!("{id}.csv"));
+    let s = summary(&out, &done[0]);
+    assert_eq!(s["input"], uri);
+    let (rows, _) = result_rows(&out.join(&done[0]));
+    assert_eq!(rows.len(), s["face_rows"].as_u64().unwrap() as usize);
+    assert!(rows.len() >= 25, "{} rows", rows.len());
+    let _ = std::fs::remove_dir_all(dir);
+}
