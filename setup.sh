@@ -48,6 +48,9 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-libav
   opencv-data
   libcairo2-dev libpango1.0-dev fonts-dejavu-core
+  # The tests start a one-node Slurm (pipelines/slurm/local-cluster.sh); no service starts
+  # at install time without systemd.
+  slurmctld slurmd slurm-client munge
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -448,10 +448,10 @@ impl BatchResult {
         self.results.iter().filter(|(_, s)| what(s)).count()
     }
 
-    /// The exit status: [`EXIT_REQUEUE`] when stopped by a signal, 1 when an input failed
-    /// or is incomplete, else 0.
+    /// The exit status: [`EXIT_REQUEUE`] when a signal stopped the batch with inputs left,
+    /// 1 when an input failed or is incomplete, else 0.
     pub fn exit_status(&self) -> u8 {
-        if self.signal.is_some() {
+        if self.signal.is_some() && self.count(|s| matches!(s, Status::Left)) > 0 {
             EXIT_REQUEUE
         } else if self.count(|s| matches!(s, Status::Failed(_) | Status::Incomplete { .. })) > 0 {
             1

@@ -84,12 +84,12 @@ fn analyze_report(batch: &analyze::BatchResult) -> ExitCode {
         )
     };
     let done = total - batch.count(not_done);
-    if let Some(signal) = batch.signal {
+    let left = batch.count(|s| matches!(s, analyze::Status::Left));
+    if let Some(signal) = batch.signal.filter(|_| left > 0) {
         eprintln!(
-            "stopped by {}: {done} of {total} inputs done, {} left; run the same command again \
-             to continue (exit status {})",
+            "stopped by {}: {done} of {total} inputs done, {left} left; run the same command \
+             again to continue (exit status {})",
             analyze::signal_name(signal),
-            total - done,
             analyze::EXIT_REQUEUE
         );
     } else if done < total {
