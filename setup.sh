@@ -32,6 +32,8 @@ done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$ROOT"
 ORT_VERSION=1.32.0
+# onnxruntime-gpu is published later than onnxruntime: the newest CUDA build on PyPI (CUDA 13).
+ORT_GPU_VERSION=1.31.1
 TORCH_VERSION=2.11.0
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -81,8 +83,9 @@ PIP=(.venv/bin/python3 -m pip install -q --disable-pip-version-check)
 "${PIP[@]}" -r requirements-test.txt
 if [ "$GPU" = 1 ]; then
   .venv/bin/python3 -m pip uninstall -q -y onnxruntime 2>/dev/null || true
-  "${PIP[@]}" "onnxruntime-gpu[cuda,cudnn]==$ORT_VERSION"
+  "${PIP[@]}" "onnxruntime-gpu[cuda,cudnn]==$ORT_GPU_VERSION"
   ORT_PKG=onnxruntime-gpu
+  ORT_VERSION=$ORT_GPU_VERSION
 else
   "${PIP[@]}" "onnxruntime==$ORT_VERSION"
   ORT_PKG=onnxruntime
