@@ -572,6 +572,7 @@ fn a_manifest_may_name_http_uris() {
         &[],
     );
     let _ = server.kill();
+    let _ = server.wait();
     assert!(output.status.success());
     let done = tables(&out);
     assert_eq!(done.len(), 1);
