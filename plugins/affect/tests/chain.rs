@@ -39,10 +39,24 @@ fn run(description: &str) -> (Vec<Vec<Option<AffectResult>>>, Vec<String>) {
         frames.push(faces.into_iter().map(|f| f.affect).collect());
     }
     assert!(sink.is_eos(), "the pipeline stalled");
+    // The appsink's EOS is not the pipeline's: other branches (the affectsinks behind their
+    // queues) may still be writing. The pipeline's EOS message comes when every sink has
+    // had its EOS.
     let bus = pipeline.bus().unwrap();
     let mut warnings = Vec::new();
-    while let Some(msg) = bus.pop() {
+    loop {
+        let msg = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(60),
+                &[
+                    gst::MessageType::Eos,
+                    gst::MessageType::Error,
+                    gst::MessageType::Warning,
+                ],
+            )
+            .expect("no EOS from the pipeline within 60 s");
         match msg.view() {
+            gst::MessageView::Eos(_) => break,
             gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
             // Audio-missing warnings are beside the point here (the videos are silent).
             gst::MessageView::Warning(w) if !w.error().to_string().contains("audio") => {
