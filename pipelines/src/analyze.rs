@@ -9,11 +9,20 @@
 //! counts as done exactly when its table exists; a batch run again skips the finished videos
 //! and redoes the rest.
 //!
-//! A video is done only when it was decoded to its end: one whose decoding stops short of
-//! the duration its container gives, or ends in an error, is `incomplete` (both durations are
-//! reported), keeps no outputs and is tried again by the next run. SIGINT and SIGTERM stop the
-//! batch: no new video is started, the videos being analysed are discarded (no partial file
-//! is left), and the process exits with [`EXIT_REQUEUE`].
+//! Each input runs through `affectanalysisbin` (the analysis a `gst-launch-1.0` user gets),
+//! which reports the streams the input has and how far each one was decoded. A video is done
+//! when its video stream was decoded to its end: the demuxer delivered the file to the end the
+//! container gives (the longest stream's) without an error. Streams of different lengths (an
+//! audio track running past the video, a video starting late) are reported, not judged; a
+//! file whose decoding stops short, or ends in an error, is `incomplete`, keeps no outputs and
+//! is tried again by the next run.
+//!
+//! Several processes may share an output folder: each input is claimed with an advisory lock
+//! (`.<id>.lock`, `flock`) for as long as it is analysed, so the kernel releases it when a
+//! process dies, and another process skips it as being analysed elsewhere. SIGINT and SIGTERM
+//! stop the batch: no new video is started, the videos being analysed are discarded (no
+//! partial file is left), and the process exits with [`EXIT_REQUEUE`]. So does an output that
+//! cannot be written (a full disk, a lost folder): it is no input's fault.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -27,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::{self, ShardSpec};
 pub use crate::archive::{IMAGE_EXTENSIONS, Source, Task, VIDEO_EXTENSIONS, is_image};
-use crate::pipeline::{self, Detector, Format, Job, ModelInfo, Outcome};
+use crate::pipeline::{self, Detector, Format, Job, ModelInfo, Outcome, RunError, Span};
 use crate::plot::{self, Series};
 use crate::progress;
 use crate::table::Table;
@@ -38,8 +47,8 @@ use crate::table::Table;
 /// command again continues where the batch stopped.
 pub const EXIT_REQUEUE: u8 = 75;
 
-/// How much shorter than its container's duration a video may decode and still be complete:
-/// streams of one file rarely end at the same instant (audio often runs a little longer).
+/// How much shorter than its container's duration the longest stream of a video may decode
+/// and still be complete: the container's duration may round up a little.
 pub const COMPLETE_TOLERANCE: Duration = Duration::from_millis(500);
 
 /// Options of `affect analyze`.
@@ -114,6 +123,22 @@ pub struct VideoSummary {
     /// Duration the container gives, when it gives one.
     #[serde(default)]
     pub container_seconds: Option<f64>,
+    /// What the video and audio streams covered, each on its own (seconds of media time).
+    #[serde(default)]
+    pub video: Option<Span>,
+    #[serde(default)]
+    pub audio: Option<Span>,
+    /// The input's orientation tag, and whether frames were turned upright by it before
+    /// faces were found (boxes are then in displayed pixels).
+    #[serde(default)]
+    pub orientation: Option<String>,
+    #[serde(default)]
+    pub orientation_applied: bool,
+    /// Faces found that no model gave a result for, and the elements' warnings that say why.
+    #[serde(default)]
+    pub faces_without_result: usize,
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// The models, in the order they ran.
     #[serde(default)]
     pub models: Vec<ModelInfo>,
@@ -122,6 +147,41 @@ pub struct VideoSummary {
     pub software_version: String,
     /// Seconds the analysis took.
     pub seconds: f64,
+}
+
+impl VideoSummary {
+    /// What a reader of the batch's log should know of a done video: streams of different
+    /// lengths, an applied orientation, faces without results.
+    pub fn notes(&self) -> String {
+        let mut notes = Vec::new();
+        if let (Some(v), Some(a)) = (self.video, self.audio)
+            && ((v.end - v.start) - (a.end - a.start)).abs() > COMPLETE_TOLERANCE.as_secs_f64()
+        {
+            notes.push(format!(
+                "video {:.2}-{:.2} s, audio {:.2}-{:.2} s",
+                v.start, v.end, a.start, a.end
+            ));
+        }
+        if let Some(o) = self.orientation.as_deref().filter(|o| *o != "rotate-0") {
+            notes.push(if self.orientation_applied {
+                format!("{o} applied")
+            } else {
+                format!("{o} not applied")
+            });
+        }
+        if self.faces_without_result > 0 {
+            notes.push(format!(
+                "{} faces without results: {}",
+                self.faces_without_result,
+                self.warnings.join("; ")
+            ));
+        }
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", notes.join("; "))
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -135,7 +195,10 @@ pub enum Status {
         error: Option<String>,
     },
     Failed(String),
-    /// Not analysed: the batch was stopped by a signal first (or while it ran).
+    /// Not analysed here: another process holds its claim.
+    Elsewhere,
+    /// Not analysed: the batch was stopped by a signal first (or while it ran), or by an
+    /// output that cannot be written.
     Left,
 }
 
@@ -170,7 +233,8 @@ impl Status {
                 error,
             } => Some(Self::incomplete_reason(*decoded, *container, error)),
             Status::Failed(e) => Some(e.clone()),
-            Status::Left => Some("stopped by a signal: left for the next run".into()),
+            Status::Elsewhere => Some("being analysed by another process".into()),
+            Status::Left => Some("stopped before it was done: left for the next run".into()),
         }
     }
 }
@@ -180,6 +244,8 @@ pub struct Outputs {
     pub table: PathBuf,
     pub plot: PathBuf,
     pub summary: PathBuf,
+    /// The advisory lock a process holds while it analyses the input.
+    lock: PathBuf,
     partial_table: PathBuf,
     partial_plot: PathBuf,
     partial_summary: PathBuf,
@@ -192,6 +258,7 @@ impl Outputs {
             table: out.join(format!("{id}.{ext}")),
             plot: out.join(format!("{id}.png")),
             summary: out.join(format!("{id}.summary.json")),
+            lock: out.join(format!(".{id}.lock")),
             partial_table: out.join(format!(".{id}.partial.{ext}")),
             partial_plot: out.join(format!(".{id}.partial.png")),
             partial_summary: out.join(format!(".{id}.partial.summary.json")),
@@ -206,6 +273,41 @@ impl Outputs {
         ] {
             let _ = fs::remove_file(p);
         }
+    }
+
+    /// Claims the input for this process: `Ok(None)` when another process holds it. The
+    /// claim is an `flock` on the lock file, released when the returned file is dropped or the
+    /// process dies.
+    fn claim(&self) -> Result<Option<fs::File>, String> {
+        use std::os::unix::fs::MetadataExt;
+        loop {
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&self.lock)
+                .map_err(|e| format!("cannot create {}: {e}", self.lock.display()))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(format!("cannot lock {}: {e}", self.lock.display()));
+                }
+            }
+            // The holder before us removes the file when it is done: a lock on a file no
+            // longer at that path claims nothing, so take the one there now.
+            let held = file.metadata().map(|m| m.ino()).ok();
+            let there = fs::metadata(&self.lock).map(|m| m.ino()).ok();
+            if held.is_some() && held == there {
+                return Ok(Some(file));
+            }
+        }
+    }
+
+    /// Ends this process's claim (the lock file goes while it is still held).
+    fn release(&self, claim: fs::File) {
+        let _ = fs::remove_file(&self.lock);
+        drop(claim);
     }
 
     /// Makes the finished outputs visible, the table (the mark of a done video) last.
@@ -252,28 +354,51 @@ struct Batch<'a> {
     models: Vec<pipeline::ModelStage>,
     model_infos: Vec<ModelInfo>,
     stop: Arc<AtomicUsize>,
+    /// The first output that could not be written: it stops the batch.
+    output_error: Mutex<Option<String>>,
 }
 
 impl Batch<'_> {
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::SeqCst) != 0
+        self.stop.load(Ordering::SeqCst) != 0 || self.output_failed()
+    }
+
+    fn output_failed(&self) -> bool {
+        self.output_error.lock().is_ok_and(|e| e.is_some())
     }
 }
 
-fn write_summary(path: &Path, summary: &VideoSummary) -> Result<(), String> {
+fn write_summary(path: &Path, summary: &VideoSummary) -> Result<(), RunError> {
     let json = serde_json::to_string_pretty(summary).map_err(|e| e.to_string())?;
-    fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+    fs::write(path, json + "\n")
+        .map_err(|e| RunError::Output(format!("cannot write {}: {e}", path.display())))
 }
 
-/// Analyses one video into its outputs.
+/// Analyses one video into its outputs, if no other process is analysing it.
 fn analyse(task: &Task, batch: &Batch, bar: &ProgressBar) -> Status {
     let options = batch.options;
     let outputs = Outputs::new(&options.out, &task.id, options.format);
+    let claim = match outputs.claim() {
+        Ok(Some(claim)) => claim,
+        Ok(None) => return Status::Elsewhere,
+        Err(e) => return output_failure(batch, e),
+    };
+    // Another process may have finished it since the batch looked.
+    if let Some(summary) = done_summary(task, &outputs) {
+        outputs.release(claim);
+        return Status::Skipped(summary);
+    }
     outputs.remove_partial();
-    let status = analyse_into(task, batch, &outputs, bar).unwrap_or_else(Status::Failed);
+    let status = match analyse_into(task, batch, &outputs, bar) {
+        Ok(status) => status,
+        Err(RunError::Output(e)) => output_failure(batch, e),
+        Err(RunError::Interrupted) => Status::Left,
+        Err(RunError::Input(e)) => Status::Failed(e),
+    };
     if !matches!(status, Status::Done(_)) {
         outputs.remove_partial();
     }
+    outputs.release(claim);
     if batch.stopped() && !matches!(status, Status::Done(_)) {
         // Whatever went wrong after the signal is the signal's doing (a pipeline torn down).
         return Status::Left;
@@ -281,23 +406,29 @@ fn analyse(task: &Task, batch: &Batch, bar: &ProgressBar) -> Status {
     status
 }
 
+/// Records an output that cannot be written, which stops the batch: the input is left for
+/// the next run, not blamed.
+fn output_failure(batch: &Batch, reason: String) -> Status {
+    if let Ok(mut first) = batch.output_error.lock()
+        && first.is_none()
+    {
+        *first = Some(reason);
+    }
+    Status::Left
+}
+
 fn analyse_into(
     task: &Task,
     batch: &Batch,
     outputs: &Outputs,
     bar: &ProgressBar,
-) -> Result<Status, String> {
+) -> Result<Status, RunError> {
     let options = batch.options;
-    let media = pipeline::discover(&task.input)?;
-    if let Some(d) = media.duration {
-        bar.set_length(d.as_millis().max(1) as u64);
-    }
     let job = Job {
         elements: options.elements.clone(),
         input: task.input.clone(),
         models: batch.models.clone(),
         detector: options.detector.clone(),
-        audio: media.has_audio,
         tables: vec![(options.format, outputs.partial_table.clone())],
         annotated: None,
     };
@@ -306,18 +437,34 @@ fn analyse_into(
         Some(&batch.stop),
     )?;
     if outcome.frames.is_empty() {
-        return Err("the pipeline delivered no video frames".to_string());
+        return Err(RunError::Input(
+            "the pipeline delivered no video frames".to_string(),
+        ));
     }
     let image = task.input.is_image();
-    let short = media
-        .duration
-        .is_some_and(|c| outcome.decoded + COMPLETE_TOLERANCE < c);
+    // Complete when the demuxer delivered the file to its end (the container's duration is
+    // the longest stream's), whichever stream that is.
+    let short = outcome
+        .container
+        .is_some_and(|c| outcome.longest_stream_end() + COMPLETE_TOLERANCE < c);
     if outcome.error.is_some() || (short && !image) {
         return Ok(Status::Incomplete {
-            decoded: outcome.decoded,
-            container: media.duration,
+            decoded: outcome.longest_stream_end(),
+            container: outcome.container,
             error: outcome.error,
         });
+    }
+    let faces_without_result: usize = outcome.frames.iter().map(|f| f.faces_without_result).sum();
+    if outcome.face_rows() == 0 && faces_without_result > 0 {
+        let why = outcome.warnings.join("; ");
+        return Err(RunError::Input(format!(
+            "no model result for any of the {faces_without_result} faces found{}",
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(": {why}")
+            }
+        )));
     }
     let stats = Table::read(&outputs.partial_table, options.format)?.stats();
     let summary = VideoSummary {
@@ -336,14 +483,24 @@ fn analyse_into(
         mean_arousal: stats.mean_arousal,
         dominant_expression: stats.dominant_expression,
         decoded_seconds: outcome.decoded.as_secs_f64(),
-        container_seconds: media.duration.map(|d| d.as_secs_f64()),
+        container_seconds: outcome.container.map(|d| d.as_secs_f64()),
+        video: outcome.video_span,
+        audio: outcome.audio_span,
+        orientation: outcome.orientation.clone(),
+        orientation_applied: outcome.orientation_applied,
+        faces_without_result,
+        warnings: if faces_without_result > 0 {
+            outcome.warnings.clone()
+        } else {
+            Vec::new()
+        },
         models: batch.model_infos.clone(),
         software_version: env!("CARGO_PKG_VERSION").to_string(),
         seconds: outcome.elapsed.as_secs_f64(),
     };
     if !image {
-        let duration = media
-            .duration
+        let duration = outcome
+            .container
             .map(|d| d.as_secs_f64())
             .or_else(|| outcome.frames.last().map(|f| f.time))
             .unwrap_or(0.0);
@@ -374,11 +531,12 @@ fn analyse_into(
                 predicted: &main_track_series(&outcome),
                 truth: None,
             },
-        )?;
+        )
+        .map_err(RunError::Output)?;
     }
     write_summary(&outputs.partial_summary, &summary)?;
     // A video finished when the signal comes is kept: committing it takes a rename.
-    outputs.commit()?;
+    outputs.commit().map_err(RunError::Output)?;
     Ok(Status::Done(summary))
 }
 
@@ -440,6 +598,8 @@ pub fn signal_name(signal: usize) -> &'static str {
 pub struct BatchResult {
     pub results: Vec<(Task, Status)>,
     pub signal: Option<usize>,
+    /// The output that could not be written, which stopped the batch.
+    pub output_error: Option<String>,
 }
 
 impl BatchResult {
@@ -448,13 +608,18 @@ impl BatchResult {
         self.results.iter().filter(|(_, s)| what(s)).count()
     }
 
-    /// The exit status: [`EXIT_REQUEUE`] when a signal stopped the batch with inputs left,
-    /// 1 when an input failed or is incomplete, else 0.
+    /// The exit status: [`EXIT_REQUEUE`] when an output could not be written or a signal
+    /// stopped the batch with inputs left, 1 when an input failed or is incomplete,
+    /// [`EXIT_REQUEUE`] again when inputs are still being analysed by another process (the
+    /// next run finds them done, or does them if that process died), else 0.
     pub fn exit_status(&self) -> u8 {
-        if self.signal.is_some() && self.count(|s| matches!(s, Status::Left)) > 0 {
+        let left = self.count(|s| matches!(s, Status::Left)) > 0;
+        if self.output_error.is_some() || (self.signal.is_some() && left) {
             EXIT_REQUEUE
         } else if self.count(|s| matches!(s, Status::Failed(_) | Status::Incomplete { .. })) > 0 {
             1
+        } else if self.count(|s| matches!(s, Status::Elsewhere)) > 0 {
+            EXIT_REQUEUE
         } else {
             0
         }
@@ -505,8 +670,6 @@ pub fn run(options: &AnalyzeOptions) -> Result<BatchResult, String> {
     {
         return Err(format!("detector model {} does not exist", p.display()));
     }
-    fs::create_dir_all(&options.out)
-        .map_err(|e| format!("cannot create {}: {e}", options.out.display()))?;
     let all = archive::collect(&sources)?;
     if all.is_empty() {
         return Err("the inputs hold no video or image files".into());
@@ -533,8 +696,18 @@ pub fn run(options: &AnalyzeOptions) -> Result<BatchResult, String> {
         models,
         model_infos,
         stop,
+        output_error: Mutex::new(None),
     };
-    let results = run_tasks(&batch, tasks);
+    let results = match fs::create_dir_all(&options.out) {
+        Ok(()) => run_tasks(&batch, tasks),
+        Err(e) => {
+            output_failure(
+                &batch,
+                format!("cannot create {}: {e}", options.out.display()),
+            );
+            tasks.into_iter().map(|t| (t, Status::Left)).collect()
+        }
+    };
     for id in handlers {
         signal_hook::low_level::unregister(id);
     }
@@ -542,7 +715,15 @@ pub fn run(options: &AnalyzeOptions) -> Result<BatchResult, String> {
         0 => None,
         s => Some(s),
     };
-    Ok(BatchResult { results, signal })
+    let output_error = batch
+        .output_error
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Ok(BatchResult {
+        results,
+        signal,
+        output_error,
+    })
 }
 
 fn run_tasks(batch: &Batch, tasks: Vec<Task>) -> Vec<(Task, Status)> {
@@ -597,17 +778,33 @@ fn run_tasks(batch: &Batch, tasks: Vec<Task>) -> Vec<(Task, Status)> {
                         Status::Done(summary) => say(
                             &multi,
                             format!(
-                                "done       {} ({} frames, {} face rows, {:.1} s)",
+                                "done       {} ({} frames, {} face rows, {:.1} s){}",
                                 task.input,
                                 summary.frames,
                                 summary.face_rows,
-                                started.elapsed().as_secs_f64()
+                                started.elapsed().as_secs_f64(),
+                                summary.notes()
                             ),
                         ),
                         Status::Left => say(
                             &multi,
                             format!(
                                 "stopped    {} (discarded, left for the next run)",
+                                task.input
+                            ),
+                        ),
+                        Status::Elsewhere => say(
+                            &multi,
+                            format!(
+                                "elsewhere  {} (being analysed by another process: not \
+                                 analysed here)",
+                                task.input
+                            ),
+                        ),
+                        Status::Skipped(_) => say(
+                            &multi,
+                            format!(
+                                "skipped    {} (done by another process meanwhile)",
                                 task.input
                             ),
                         ),
@@ -642,7 +839,17 @@ fn run_tasks(batch: &Batch, tasks: Vec<Task>) -> Vec<(Task, Status)> {
     tasks
         .into_iter()
         .zip(statuses)
-        .map(|(t, s)| (t, s.unwrap_or(Status::Left)))
+        .map(|(task, status)| {
+            let status = match status {
+                // The other process may have finished it by now.
+                Some(Status::Elsewhere) => {
+                    let outputs = Outputs::new(&options.out, &task.id, options.format);
+                    done_summary(&task, &outputs).map_or(Status::Elsewhere, Status::Skipped)
+                }
+                other => other.unwrap_or(Status::Left),
+            };
+            (task, status)
+        })
         .collect()
 }
 
@@ -689,6 +896,7 @@ pub fn table(results: &[(Task, Status)]) -> String {
                 match other {
                     Status::Incomplete { .. } => "INCOMPLETE",
                     Status::Left => "left",
+                    Status::Elsewhere => "elsewhere",
                     _ => "FAILED",
                 },
                 "-",
@@ -717,6 +925,10 @@ pub fn table(results: &[(Task, Status)]) -> String {
             "incomplete",
         ),
         (count(|s| matches!(s, Status::Left)), "left"),
+        (
+            count(|s| matches!(s, Status::Elsewhere)),
+            "being analysed elsewhere",
+        ),
     ] {
         if n > 0 {
             footer += &format!(", {n} {what}");

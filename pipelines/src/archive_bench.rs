@@ -133,7 +133,6 @@ pub fn run(model: &Path, clips: usize, elements: &ElementOptions) -> Result<(), 
             input: Source::File(video.to_path_buf()),
             models: vec![ModelStage::all(model)],
             detector: Detector::Auto,
-            audio: true,
             tables: vec![(Format::Csv, dir.join(format!("launch-{i}.csv")))],
             annotated: None,
         };

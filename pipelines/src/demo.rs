@@ -279,7 +279,6 @@ pub fn run(options: &DemoOptions) -> Result<DemoScores, String> {
         input: files.video.clone().into(),
         models: vec![pipeline::ModelStage::all(&model)],
         detector: Detector::Auto,
-        audio: true,
         tables: vec![
             (Format::Csv, files.csv.clone()),
             (Format::Jsonl, files.jsonl.clone()),

@@ -83,19 +83,34 @@ fn analyze_report(batch: &analyze::BatchResult) -> ExitCode {
             analyze::Status::Failed(_) | analyze::Status::Incomplete { .. } | analyze::Status::Left
         )
     };
-    let done = total - batch.count(not_done);
+    let done =
+        total - batch.count(not_done) - batch.count(|s| matches!(s, analyze::Status::Elsewhere));
     let left = batch.count(|s| matches!(s, analyze::Status::Left));
-    if let Some(signal) = batch.signal.filter(|_| left > 0) {
+    let elsewhere = batch.count(|s| matches!(s, analyze::Status::Elsewhere));
+    if let Some(reason) = &batch.output_error {
+        eprintln!(
+            "error: the outputs cannot be written ({reason}): stopped with {done} of {total} \
+             inputs done, {left} left and none blamed; free the output folder and run the same \
+             command again (exit status {})",
+            analyze::EXIT_REQUEUE
+        );
+    } else if let Some(signal) = batch.signal.filter(|_| left > 0) {
         eprintln!(
             "stopped by {}: {done} of {total} inputs done, {left} left; run the same command \
              again to continue (exit status {})",
             analyze::signal_name(signal),
             analyze::EXIT_REQUEUE
         );
-    } else if done < total {
+    } else if done + elsewhere < total {
         eprintln!(
             "error: {} of {total} inputs failed or are incomplete",
-            total - done
+            total - done - elsewhere
+        );
+    } else if elsewhere > 0 {
+        eprintln!(
+            "{elsewhere} of {total} inputs are being analysed by another process; run the same \
+             command again once it has ended (exit status {})",
+            analyze::EXIT_REQUEUE
         );
     }
     ExitCode::from(batch.exit_status())

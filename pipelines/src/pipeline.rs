@@ -1,15 +1,18 @@
-//! The analysis pipeline of one video file, shared by `affect demo` and `affect analyze`:
+// SPDX-License-Identifier: MPL-2.0
+//! The analysis pipeline of one input, shared by `affect demo`, `affect analyze` and the
+//! scripts: the analysis is `affectanalysisbin` (the same graph a `gst-launch-1.0` user gets),
+//! with the outputs after it:
 //!
 //! ```text
-//! filesrc ! decodebin name=d
-//!   d. ! queue ! videoconvert ! affectfacecrop ! infer.video_sink
-//!   d. ! queue ! audioconvert ! audioresample ! affectspectro ! infer.audio_sink   (with audio)
-//!   affectinfer name=infer ! tee name=results
-//!     results. ! queue ! affectsink format=csv|jsonl            (one per table)
+//! filesrc ! affectanalysisbin name=analysis model=A ...
+//!   ! affectinfer name=infer1 model=B ...                         (more models, optional)
+//!   ! tee name=results
+//!     results. ! queue ! affectsink name=table0 format=csv|jsonl  (one per table)
 //!     results. ! queue ! affectoverlay ! videoconvert ! vp8enc ! webmmux ! filesink   (optional)
 //! ```
 //!
-//! A probe on `affectinfer`'s source pad keeps every frame's results for the plot and scores.
+//! A probe on the tee keeps every frame's results for the plot and scores; the bin's element
+//! messages tell which streams the input has and how long each one ran.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -202,40 +205,32 @@ pub enum ProviderChoice {
     Cuda,
 }
 
-/// The element settings `affect analyze`, `affect demo` and `affect bench` pass on, as the
-/// elements name them.
+/// The element settings `affect analyze`, `affect demo` and `affect bench` pass on: each is
+/// the `affectanalysisbin` property of the same name, with the same default.
 #[derive(Clone, Debug, Default, PartialEq, clap::Args)]
 pub struct ElementOptions {
-    /// Where the models and the MTCNN face detector run (affectinfer and affectfacecrop
-    /// execution-provider); cuda needs ./setup.sh --gpu.
-    #[arg(long, value_enum, default_value_t = ProviderChoice::Cpu)]
+    /// Where the models and the face detector run (execution-provider); cuda needs
+    /// ./setup.sh --gpu.
+    #[arg(long = "execution-provider", alias = "provider", value_enum,
+          default_value_t = ProviderChoice::Cpu)]
     pub provider: ProviderChoice,
-    /// GPU to run on with --provider cuda (device-id).
-    #[arg(long, default_value_t = 0)]
+    /// GPU to run on with --execution-provider cuda (device-id).
+    #[arg(long = "device-id", alias = "device", default_value_t = 0)]
     pub device: u32,
-    /// Run the face detector every N frames and track in between (affectfacecrop
-    /// detect-interval; default: the element's automatic choice).
+    /// Run the face detector every N frames and track in between (detect-interval;
+    /// default: the element's automatic choice).
     #[arg(long)]
     pub detect_interval: Option<u32>,
-    /// Most faces in one model run (affectinfer batch-size; default: the element's).
+    /// Most faces in one model run (batch-size; default: the element's).
     #[arg(long)]
     pub batch_size: Option<u32>,
+    /// Analyse frames as stored, ignoring the input's orientation tag (apply-orientation).
+    #[arg(long)]
+    pub ignore_orientation: bool,
 }
 
 impl ElementOptions {
-    /// `affectfacecrop` properties.
-    pub fn facecrop(&self) -> String {
-        let mut p = String::new();
-        if self.provider == ProviderChoice::Cuda {
-            p += &format!(" execution-provider=cuda device-id={}", self.device);
-        }
-        if let Some(n) = self.detect_interval {
-            p += &format!(" detect-interval={n}");
-        }
-        p
-    }
-
-    /// `affectinfer` properties.
+    /// Properties every model's `affectinfer` takes (the bin's and those chained after it).
     pub fn infer(&self) -> String {
         let mut p = String::new();
         if self.provider == ProviderChoice::Cuda {
@@ -243,6 +238,18 @@ impl ElementOptions {
         }
         if let Some(n) = self.batch_size {
             p += &format!(" batch-size={n}");
+        }
+        p
+    }
+
+    /// `affectanalysisbin` properties.
+    pub fn analysis(&self) -> String {
+        let mut p = self.infer();
+        if let Some(n) = self.detect_interval {
+            p += &format!(" detect-interval={n}");
+        }
+        if self.ignore_orientation {
+            p += " apply-orientation=false";
         }
         p
     }
@@ -257,8 +264,6 @@ pub struct Job {
     /// The models, run one after the other on the same faces.
     pub models: Vec<ModelStage>,
     pub detector: Detector,
-    /// Whether the file has an audio stream to feed `affectspectro`.
-    pub audio: bool,
     /// `affectsink` outputs.
     pub tables: Vec<(Format, PathBuf)>,
     /// The overlay's annotated video, when wanted.
@@ -308,7 +313,79 @@ pub struct Outcome {
     /// The error that ended the stream after frames had been delivered (a truncated or
     /// damaged file): the frames before it are in `frames`.
     pub error: Option<String>,
+    /// The input had an audio stream (and it was analysed).
+    pub has_audio: bool,
+    /// What of each stream came out of the decoder, as `affectanalysisbin` reports it at
+    /// the stream's end (absent for a stream that did not end).
+    pub video_span: Option<Span>,
+    pub audio_span: Option<Span>,
+    /// The video's orientation tag, and whether the analysis turned the frames upright.
+    pub orientation: Option<String>,
+    pub orientation_applied: bool,
+    /// The duration the container gives (the longest stream's), when it gives one.
+    pub container: Option<Duration>,
+    /// Warnings of the elements, one line each, the first of each element.
+    pub warnings: Vec<String>,
 }
+
+/// The time a stream covered: its first time stamp to the end of its last buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Span {
+    pub start: f64,
+    pub end: f64,
+}
+
+impl Span {
+    fn from_message(s: &gst::StructureRef) -> Option<Span> {
+        let seconds = |field| s.get::<u64>(field).ok().map(|ns| ns as f64 * 1e-9);
+        Some(Span {
+            start: seconds("start")?,
+            end: seconds("end")?,
+        })
+    }
+}
+
+/// Why a run could not finish.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunError {
+    /// The input, the models or the analysis: the cause is in the data.
+    Input(String),
+    /// An output could not be written (a full disk, a lost folder): not the input's fault.
+    Output(String),
+    /// Stopped by [`Job::run_until`]'s `stop`.
+    Interrupted,
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Input(e) | RunError::Output(e) => f.write_str(e),
+            RunError::Interrupted => f.write_str(INTERRUPTED),
+        }
+    }
+}
+
+impl From<RunError> for String {
+    fn from(e: RunError) -> String {
+        e.to_string()
+    }
+}
+
+impl From<String> for RunError {
+    fn from(e: String) -> RunError {
+        RunError::Input(e)
+    }
+}
+
+impl From<&str> for RunError {
+    fn from(e: &str) -> RunError {
+        RunError::Input(e.to_string())
+    }
+}
+
+/// Names of the pipeline's output elements: their errors are output-side errors.
+const TABLE_SINK: &str = "table";
+const ANNOTATED_SINK: &str = "annotated";
 
 impl Outcome {
     /// Faces with results over all frames (the tables' row count).
@@ -354,16 +431,7 @@ fn quote(path: &Path) -> String {
 }
 
 impl Job {
-    /// The name of the `i`-th `affectinfer` of the chain.
-    fn infer_name(i: usize) -> String {
-        if i == 0 {
-            "infer".to_string()
-        } else {
-            format!("infer{i}")
-        }
-    }
-
-    /// The `gst-launch-1.0` description of the job (what the scripts run too).
+    /// The `gst-launch-1.0` description of the job.
     pub fn description(&self) -> String {
         let detector = match &self.detector {
             Detector::Auto => "detector=auto".to_string(),
@@ -376,32 +444,37 @@ impl Job {
             Source::File(path) => format!("filesrc location={}", quote(path)),
             Source::Uri(uri) => format!("urisourcebin uri={}", quote(Path::new(uri))),
         };
-        let mut d = format!(
-            "{source} ! decodebin name=d \
-             d. ! queue ! videoconvert ! affectfacecrop {detector}{} ! infer.video_sink ",
-            self.elements.facecrop()
-        );
-        if self.audio {
-            d += "d. ! queue ! audioconvert ! audioresample ! affectspectro ! infer.audio_sink ";
-        }
-        // The first affectinfer (`infer`) takes the video and audio branches; the others follow
-        // it on the same faces, and the results are read after the last one.
+        let mut d = format!("{source} ! ");
+        // The first model is the bin's own affectinfer (`infer`); the others follow it on the
+        // same faces, and the results are read after the last one.
         for (i, stage) in self.models.iter().enumerate() {
-            let name = Self::infer_name(i);
-            let heads = stage
-                .heads
-                .as_ref()
-                .map_or(String::new(), |h| format!(" heads={h}"));
-            d += &format!(
-                "affectinfer name={name} model={}{heads}{} ! ",
-                quote(&stage.path),
-                self.elements.infer()
-            );
+            let heads = |prefix: &str| {
+                stage
+                    .heads
+                    .as_ref()
+                    .map_or(String::new(), |h| format!(" {prefix}heads={h}"))
+            };
+            if i == 0 {
+                d += &format!(
+                    "affectanalysisbin name=analysis model={} {detector}{}{} ! ",
+                    quote(&stage.path),
+                    heads("infer::"),
+                    self.elements.analysis()
+                );
+            } else {
+                d += &format!(
+                    "affectinfer name=infer{i} model={}{}{} ! ",
+                    quote(&stage.path),
+                    heads(""),
+                    self.elements.infer()
+                );
+            }
         }
         d += "tee name=results ";
-        for (format, path) in &self.tables {
+        for (i, (format, path)) in self.tables.iter().enumerate() {
             d += &format!(
-                "results. ! queue ! affectsink format={} overwrite=true location={} ",
+                "results. ! queue ! affectsink name={TABLE_SINK}{i} format={} overwrite=true \
+                 location={} ",
                 format.name(),
                 quote(path)
             );
@@ -409,7 +482,7 @@ impl Job {
         if let Some(path) = &self.annotated {
             d += &format!(
                 "results. ! queue ! affectoverlay ! videoconvert ! {ANNOTATED_ENCODER} \
-                 ! filesink location={} ",
+                 ! filesink name={ANNOTATED_SINK} location={} ",
                 quote(path)
             );
         }
@@ -418,23 +491,27 @@ impl Job {
 
     /// Runs the pipeline to the end of the file. `progress(position, duration)` is called
     /// a few times a second. An error is an error, wherever in the stream it comes.
-    pub fn run(&self, progress: impl FnMut(Duration, Option<Duration>)) -> Result<Outcome, String> {
+    pub fn run(
+        &self,
+        progress: impl FnMut(Duration, Option<Duration>),
+    ) -> Result<Outcome, RunError> {
         let outcome = self.run_until(progress, None)?;
         match outcome.error {
-            Some(e) => Err(e),
+            Some(e) => Err(RunError::Input(e)),
             None => Ok(outcome),
         }
     }
 
     /// Runs the pipeline to the end of the file, or until `stop` holds a nonzero value (a
     /// signal number), checked five times a second: then the pipeline is torn down and the
-    /// result is the error [`INTERRUPTED`]. An error after the first frame comes back in
-    /// [`Outcome::error`] with the frames before it; one before any frame is the result.
+    /// result is [`RunError::Interrupted`]. An error of the input after the first frame comes
+    /// back in [`Outcome::error`] with the frames before it; one before any frame is the
+    /// result, and so is any error of an output.
     pub fn run_until(
         &self,
         mut progress: impl FnMut(Duration, Option<Duration>),
         stop: Option<&AtomicUsize>,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, RunError> {
         let started = Instant::now();
         let pipeline = gst::parse::launch(&self.description())
             .map_err(|e| format!("cannot build the pipeline: {e}"))?
@@ -446,13 +523,11 @@ impl Job {
                 sink.set_property("sync", false);
             }
         }
-        // The results of every model are on the last affectinfer's output.
-        let infer = pipeline
-            .by_name(&Self::infer_name(self.models.len().saturating_sub(1)))
-            .ok_or("no affectinfer in the pipeline")?;
-        let src = infer
-            .static_pad("src")
-            .ok_or("affectinfer has no src pad")?;
+        // The results of every model are on what enters the tee.
+        let src = pipeline
+            .by_name("results")
+            .and_then(|tee| tee.static_pad("sink"))
+            .ok_or("the pipeline has no results tee")?;
         let frames = Arc::new(Mutex::new(Vec::<FrameRecord>::new()));
         let collected = frames.clone();
         let decoded = Arc::new(Mutex::new(Duration::ZERO));
@@ -481,49 +556,77 @@ impl Job {
             gst::PadProbeReturn::Ok
         });
 
+        let mut outcome = Outcome::default();
         let bus = pipeline.bus().ok_or("pipeline without bus")?;
         let result = (|| {
-            pipeline
-                .set_state(gst::State::Playing)
-                .map_err(|_| first_error(&bus).unwrap_or("the pipeline does not start".into()))?;
+            pipeline.set_state(gst::State::Playing).map_err(|_| {
+                first_error(&bus).unwrap_or(RunError::Input("the pipeline does not start".into()))
+            })?;
             loop {
                 let msg = bus.timed_pop_filtered(
                     gst::ClockTime::from_mseconds(200),
-                    &[gst::MessageType::Eos, gst::MessageType::Error],
+                    &[
+                        gst::MessageType::Eos,
+                        gst::MessageType::Error,
+                        gst::MessageType::Warning,
+                        gst::MessageType::Element,
+                    ],
                 );
                 match msg.as_ref().map(|m| m.view()) {
                     Some(gst::MessageView::Eos(_)) => return Ok(()),
-                    Some(gst::MessageView::Error(e)) => return Err(error_text(e)),
+                    Some(gst::MessageView::Error(e)) => return Err(classify(e)),
+                    Some(gst::MessageView::Warning(w)) => {
+                        let line = format!(
+                            "{}: {}",
+                            w.src().map(|s| s.name().to_string()).unwrap_or_default(),
+                            one_line(&w.error().to_string())
+                        );
+                        if !outcome.warnings.contains(&line) {
+                            outcome.warnings.push(line);
+                        }
+                    }
+                    Some(gst::MessageView::Element(e)) => {
+                        if let Some(s) = e.structure() {
+                            outcome.note_analysis_message(s);
+                        }
+                    }
                     _ => {}
                 }
                 if stop.is_some_and(|s| s.load(Ordering::SeqCst) != 0) {
-                    return Err(INTERRUPTED.to_string());
+                    return Err(RunError::Interrupted);
                 }
                 let position = pipeline.query_position::<gst::ClockTime>();
                 let duration = pipeline.query_duration::<gst::ClockTime>();
+                if let Some(d) = duration.filter(|d| *d > gst::ClockTime::ZERO) {
+                    outcome.container = Some(Duration::from_nanos(d.nseconds()));
+                }
                 progress(
                     Duration::from_nanos(position.map_or(0, |p| p.nseconds())),
-                    duration.map(|d| Duration::from_nanos(d.nseconds())),
+                    outcome.container,
                 );
             }
         })();
+        // Messages posted just before the end (the streams' ends) are still on the bus.
+        while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Element]) {
+            if let gst::MessageView::Element(e) = msg.view()
+                && let Some(s) = e.structure()
+            {
+                outcome.note_analysis_message(s);
+            }
+        }
         // Reading the caps before NULL: the negotiated size and rate of the analysed video.
         let caps = src.current_caps();
         let _ = pipeline.set_state(gst::State::Null);
-        let frames = std::mem::take(&mut *frames.lock().map_err(|_| "results lost")?);
-        let error = match result {
+        outcome.frames = std::mem::take(&mut *frames.lock().map_err(|_| "results lost")?);
+        outcome.error = match result {
             Ok(()) => None,
-            // What was analysed before a mid-stream error is kept for the caller to judge.
-            Err(e) if !frames.is_empty() && e != INTERRUPTED => Some(e),
+            // What was analysed before a mid-stream error of the input is kept for the
+            // caller to judge.
+            Err(RunError::Input(e)) if !outcome.frames.is_empty() => Some(e),
             Err(e) => return Err(e),
         };
-        let mut outcome = Outcome {
-            frames,
-            elapsed: started.elapsed(),
-            decoded: *decoded.lock().map_err(|_| "results lost")?,
-            error,
-            ..Outcome::default()
-        };
+        outcome.elapsed = started.elapsed();
+        outcome.decoded = *decoded.lock().map_err(|_| "results lost")?;
         if let Some(info) = caps.and_then(|c| gst_video::VideoInfo::from_caps(&c).ok()) {
             outcome.width = info.width();
             outcome.height = info.height();
@@ -533,6 +636,54 @@ impl Job {
             }
         }
         Ok(outcome)
+    }
+}
+
+impl Outcome {
+    /// Takes in what `affectanalysisbin` tells of the input.
+    fn note_analysis_message(&mut self, s: &gst::StructureRef) {
+        match s.name().as_str() {
+            gstaffect::INPUT_MESSAGE => {
+                self.has_audio = s.get::<bool>("audio").unwrap_or(false);
+            }
+            gstaffect::STREAM_END_MESSAGE => {
+                let span = Span::from_message(s);
+                match s.get::<&str>("stream") {
+                    Ok("video") => {
+                        self.video_span = span;
+                        self.orientation = s.get::<String>("orientation").ok();
+                        self.orientation_applied =
+                            s.get::<bool>("orientation-applied").unwrap_or(false);
+                    }
+                    Ok("audio") => self.audio_span = span,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The end of the stream that ran longest, as far as it was decoded: what the
+    /// container's duration (the longest stream's) is to be compared with.
+    pub fn longest_stream_end(&self) -> Duration {
+        let spans = [self.video_span, self.audio_span];
+        let end = spans.iter().flatten().map(|s| s.end).fold(0.0, f64::max);
+        Duration::from_secs_f64(end).max(self.decoded)
+    }
+}
+
+/// An error message of the pipeline as a [`RunError`]: a resource error of an output element
+/// (the tables, the annotated video) is the output's, anything else the input's.
+fn classify(e: &gst::message::Error) -> RunError {
+    let text = error_text(e);
+    let output = e.src().is_some_and(|s| {
+        let name = s.name();
+        name.starts_with(TABLE_SINK) || name == ANNOTATED_SINK
+    });
+    if output && e.error().is::<gst::ResourceError>() {
+        RunError::Output(text)
+    } else {
+        RunError::Input(text)
     }
 }
 
@@ -578,44 +729,12 @@ pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn first_error(bus: &gst::Bus) -> Option<String> {
+fn first_error(bus: &gst::Bus) -> Option<RunError> {
     let msg = bus.pop_filtered(&[gst::MessageType::Error])?;
     match msg.view() {
-        gst::MessageView::Error(e) => Some(error_text(e)),
+        gst::MessageView::Error(e) => Some(classify(e)),
         _ => None,
     }
-}
-
-/// What the file holds, found by GStreamer's discoverer before the analysis (whether to
-/// wire the audio stream, and a clear message for files that are not videos).
-#[derive(Clone, Debug)]
-pub struct MediaInfo {
-    pub duration: Option<Duration>,
-    pub has_audio: bool,
-}
-
-pub fn discover(source: &Source) -> Result<MediaInfo, String> {
-    let uri = match source {
-        Source::File(path) => gst::glib::filename_to_uri(
-            std::fs::canonicalize(path).map_err(|e| format!("cannot open: {e}"))?,
-            None,
-        )
-        .map_err(|e| format!("not a file name GStreamer can use: {e}"))?
-        .to_string(),
-        Source::Uri(uri) => uri.clone(),
-    };
-    let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30))
-        .map_err(|e| format!("cannot start the discoverer: {e}"))?;
-    let info = discoverer
-        .discover_uri(&uri)
-        .map_err(|e| format!("not a readable media file: {}", one_line(&e.to_string())))?;
-    if info.video_streams().is_empty() {
-        return Err("the file has no video stream".into());
-    }
-    Ok(MediaInfo {
-        duration: info.duration().map(|d| Duration::from_nanos(d.nseconds())),
-        has_audio: !info.audio_streams().is_empty(),
-    })
 }
 
 /// The default model: next to the executable's checkout (`target/release/affect` →
@@ -674,33 +793,44 @@ mod tests {
     }
 
     #[test]
-    fn element_options_become_element_properties() {
+    fn element_options_become_analysis_properties() {
         let job = Job {
             elements: ElementOptions {
                 provider: ProviderChoice::Cuda,
                 device: 1,
                 detect_interval: Some(3),
                 batch_size: Some(8),
+                ignore_orientation: true,
             },
             input: Source::File("in.mkv".into()),
-            models: vec![ModelStage::all(Path::new("a.onnx"))],
-            detector: Detector::Mtcnn,
-            audio: false,
-            tables: Vec::new(),
+            models: vec![
+                ModelStage::all(Path::new("a.onnx")),
+                ModelStage {
+                    path: "b.onnx".into(),
+                    heads: Some("expression".into()),
+                },
+            ],
+            detector: Detector::Onnx("d.onnx".into()),
+            tables: vec![(Format::Csv, "t.csv".into())],
             annotated: None,
         };
         let d = job.description();
         assert!(
             d.contains(
-                "affectfacecrop detector=mtcnn execution-provider=cuda device-id=1 \
-                 detect-interval=3 "
+                "affectanalysisbin name=analysis model=\"a.onnx\" detector=onnx \
+                 detector-model=\"d.onnx\" execution-provider=cuda device-id=1 batch-size=8 \
+                 detect-interval=3 apply-orientation=false ! "
             ),
             "{d}"
         );
         assert!(
-            d.contains("affectinfer name=infer model=\"a.onnx\" execution-provider=cuda device-id=1 batch-size=8 "),
+            d.contains(
+                "affectinfer name=infer1 model=\"b.onnx\" heads=expression \
+                 execution-provider=cuda device-id=1 batch-size=8 ! tee name=results"
+            ),
             "{d}"
         );
+        assert!(d.contains("affectsink name=table0 format=csv"), "{d}");
         // Defaults leave the elements' own defaults alone.
         let plain = Job {
             elements: ElementOptions::default(),
@@ -708,7 +838,9 @@ mod tests {
         };
         let d = plain.description();
         assert!(
-            !d.contains("execution-provider") && !d.contains("batch-size"),
+            !d.contains("execution-provider")
+                && !d.contains("batch-size")
+                && !d.contains("apply-orientation"),
             "{d}"
         );
     }

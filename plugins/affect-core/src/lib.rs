@@ -7,6 +7,7 @@
 pub mod align;
 pub mod contract;
 pub mod detect;
+pub mod exif;
 pub mod labels;
 pub mod landmark_prior;
 pub mod melspec;

@@ -11,6 +11,7 @@
 use gst::glib;
 
 mod analysisbin;
+mod choices;
 mod facecrop;
 mod frame;
 mod infer;
@@ -22,7 +23,7 @@ pub mod session;
 mod sink;
 mod spectro;
 
-pub use analysisbin::AffectAnalysisBin;
+pub use analysisbin::{AffectAnalysisBin, INPUT_MESSAGE, STREAM_END_MESSAGE};
 pub use facecrop::AffectFaceCrop;
 pub use infer::AffectInfer;
 pub use overlay::AffectOverlay;

@@ -1,8 +1,11 @@
+// SPDX-License-Identifier: MPL-2.0
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+
+use crate::choices::{AudioMissing, DetectorKind, ExecutionProvider};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -12,31 +15,43 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_DETECTOR: &str = "haar";
-// The numbers and the flag go straight to affectinfer and are read back from it: its
-// defaults are the bin's.
-use crate::infer::imp::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_LATENCY_MS, DEFAULT_POST_MESSAGES};
-const DEFAULT_EXECUTION_PROVIDER: &str = "cpu";
-const DEFAULT_AUDIO_MISSING: &str = "silence";
+const DEFAULT_APPLY_ORIENTATION: bool = true;
+
+/// Name of the element message the bin posts once it knows the input's streams.
+pub const INPUT_MESSAGE: &str = "affect-input";
+/// Name of the element message the bin posts when an analysed stream of the input ends.
+pub const STREAM_END_MESSAGE: &str = "affect-stream-end";
 
 #[derive(Debug, Clone)]
 struct Settings {
-    /// The enum properties as the user named them (a rejected nick is kept to be reported).
-    detector: String,
-    execution_provider: String,
-    audio_missing: String,
-    /// Enum properties set to a value the inner element does not have, with the reason: the
-    /// bin refuses to start with any (the inner element keeps its previous value).
-    rejected: Vec<(String, String)>,
+    apply_orientation: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            detector: DEFAULT_DETECTOR.into(),
-            execution_provider: DEFAULT_EXECUTION_PROVIDER.into(),
-            audio_missing: DEFAULT_AUDIO_MISSING.into(),
-            rejected: Vec::new(),
+            apply_orientation: DEFAULT_APPLY_ORIENTATION,
+        }
+    }
+}
+
+/// What of one analysed stream has come out of decodebin.
+#[derive(Debug, Default, Clone)]
+struct Extent {
+    /// Presentation time of the first buffer.
+    first: Option<gst::ClockTime>,
+    /// End of the latest buffer (its time stamp plus its duration).
+    end: Option<gst::ClockTime>,
+    buffers: u64,
+}
+
+impl Extent {
+    fn add(&mut self, buffer: &gst::BufferRef) {
+        self.buffers += 1;
+        if let Some(pts) = buffer.pts() {
+            self.first = Some(self.first.map_or(pts, |f| f.min(pts)));
+            let end = pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO);
+            self.end = Some(self.end.map_or(end, |e| e.max(end)));
         }
     }
 }
@@ -59,6 +74,11 @@ struct State {
     no_audio_reported: bool,
     /// Elements added for decodebin's pads, removed when the input stops.
     branches: Vec<gst::Element>,
+    /// What came of the analysed video and audio streams.
+    video_extent: Extent,
+    audio_extent: Extent,
+    /// The video's orientation tag (`image-orientation`), once one came.
+    orientation: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,24 +98,22 @@ pub struct AffectAnalysisBin {
     infer: gst::Element,
 }
 
-/// The value named `nick` (or the value's name) of the enum property `property` of
-/// `element`; the values there are when it names none.
-fn enum_value(element: &gst::Element, property: &str, nick: &str) -> Result<glib::Value, String> {
-    let pspec = element
-        .find_property(property)
-        .ok_or_else(|| format!("{} has no property '{property}'", element.name()))?;
-    glib::Value::deserialize_with_pspec(nick, &pspec).map_err(|_| {
-        let nicks = glib::EnumClass::with_type(pspec.value_type())
-            .map(|c| {
-                c.values()
-                    .iter()
-                    .map(|v| v.nick().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        format!("property '{property}' is '{nick}', which is none of {nicks}")
-    })
+/// The default of `property` as the element type `element_type` declares it: the bin's
+/// forwarded properties have their children's defaults.
+fn child_default<T>(element_type: glib::Type, property: &str) -> T
+where
+    T: for<'a> glib::value::FromValue<'a> + 'static,
+{
+    glib::object::ObjectClass::from_type(element_type)
+        .and_then(|class| class.find_property(property))
+        .and_then(|pspec| pspec.default_value().get::<T>().ok())
+        .unwrap_or_else(|| panic!("{element_type} has a property '{property}' of its type"))
+}
+
+/// The `image-orientation` tag's transform as `videoflip video-direction` names it.
+fn orientation_of(tags: &gst::TagListRef) -> Option<String> {
+    tags.get::<gst::tags::ImageOrientation>()
+        .map(|v| v.get().to_string())
 }
 
 fn make(factory: &str) -> Result<gst::Element, String> {
@@ -164,11 +182,135 @@ impl AffectAnalysisBin {
             .facecrop
             .static_pad("sink")
             .ok_or("affectfacecrop has no sink pad")?;
-        self.link_branch(
-            pad,
-            vec![make("queue")?, make("videoconvert")?],
-            Some(&target),
-        )
+        let mut elements = vec![make("queue")?, make("videoconvert")?];
+        if self.settings().apply_orientation {
+            // videoflip turns frames upright as the input's orientation tag says (a phone
+            // video's rotate-90, a photograph's EXIF orientation), so faces are found upright
+            // and boxes are in displayed pixels. The tag is taken off behind it: the frames
+            // are upright now, and an encoder downstream must not rotate them again.
+            let flip = gst::ElementFactory::make("videoflip")
+                .property_from_str("video-direction", "auto")
+                .build()
+                .map_err(|_| "the element videoflip is not installed (gst-plugins-good)")?;
+            let flip_src = flip.static_pad("src").ok_or("videoflip has no src pad")?;
+            flip_src.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |_, info| {
+                if let Some(gst::PadProbeData::Event(event)) = &info.data
+                    && let gst::EventView::Tag(tag) = event.view()
+                    && tag.tag().get::<gst::tags::ImageOrientation>().is_some()
+                {
+                    let mut tags = tag.tag_owned();
+                    tags.make_mut().remove::<gst::tags::ImageOrientation>();
+                    info.data = Some(gst::PadProbeData::Event(gst::event::Tag::new(tags)));
+                }
+                gst::PadProbeReturn::Ok
+            });
+            elements.push(flip);
+        }
+        self.watch_stream(pad, Stream::Video);
+        self.link_branch(pad, elements, Some(&target))
+    }
+
+    /// Follows what of the stream on decodebin's `pad` comes out (first and last time stamp,
+    /// buffers, the orientation tag) and posts [`STREAM_END_MESSAGE`] at its end, so the
+    /// application learns each stream's own length without probing the file itself.
+    fn watch_stream(&self, pad: &gst::Pad, stream: Stream) {
+        let weak = self.obj().downgrade();
+        pad.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                let Some(obj) = weak.upgrade() else {
+                    return gst::PadProbeReturn::Remove;
+                };
+                let imp = obj.imp();
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(buffer)) => {
+                        let mut state = imp.state();
+                        match stream {
+                            Stream::Video => state.video_extent.add(buffer),
+                            _ => state.audio_extent.add(buffer),
+                        }
+                    }
+                    Some(gst::PadProbeData::Event(event)) => match event.view() {
+                        gst::EventView::Tag(tag) if stream == Stream::Video => {
+                            if let Some(orientation) = orientation_of(tag.tag()) {
+                                imp.state().orientation = Some(orientation);
+                            }
+                        }
+                        gst::EventView::FlushStop(_) => {
+                            // A seek: what came before is not what the stream ends with.
+                            let mut state = imp.state();
+                            match stream {
+                                Stream::Video => state.video_extent = Extent::default(),
+                                _ => state.audio_extent = Extent::default(),
+                            }
+                        }
+                        gst::EventView::Eos(_) => imp.post_stream_end(stream),
+                        _ => {}
+                    },
+                    _ => {}
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
+
+    /// GStreamer's JPEG decoder does not read the EXIF orientation of photographs: the first
+    /// image `jpegdec` gets is read here, and its orientation goes downstream as the
+    /// `image-orientation` tag a video's container would give.
+    fn watch_jpeg(&self, decoder: &gst::Element) {
+        let Some(sink) = decoder.static_pad("sink") else {
+            return;
+        };
+        let weak = self.obj().downgrade();
+        sink.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let orientation = info
+                .buffer()
+                .and_then(|b| b.map_readable().ok())
+                .and_then(|map| affect_core::exif::jpeg_orientation(map.as_slice()))
+                .and_then(affect_core::exif::orientation_name);
+            if let (Some(orientation), Some(obj)) = (orientation, weak.upgrade()) {
+                gst::debug!(CAT, obj = obj, "EXIF orientation {orientation}");
+                let mut tags = gst::TagList::new();
+                tags.make_mut()
+                    .add::<gst::tags::ImageOrientation>(&orientation, gst::TagMergeMode::Replace);
+                // Before this buffer reaches the decoder, which passes it on with its frame.
+                pad.send_event(gst::event::Tag::new(tags));
+            }
+            gst::PadProbeReturn::Remove
+        });
+    }
+
+    fn post_stream_end(&self, stream: Stream) {
+        let (extent, orientation) = {
+            let state = self.state();
+            match stream {
+                Stream::Video => (state.video_extent.clone(), state.orientation.clone()),
+                _ => (state.audio_extent.clone(), None),
+            }
+        };
+        let mut s = gst::Structure::builder(STREAM_END_MESSAGE)
+            .field(
+                "stream",
+                if stream == Stream::Video {
+                    "video"
+                } else {
+                    "audio"
+                },
+            )
+            .field("buffers", extent.buffers)
+            .field_if_some("start", extent.first.map(|t| t.nseconds()))
+            .field_if_some("end", extent.end.map(|t| t.nseconds()));
+        if stream == Stream::Video {
+            s = s
+                .field(
+                    "orientation",
+                    orientation.unwrap_or_else(|| "rotate-0".to_string()),
+                )
+                .field("orientation-applied", self.settings().apply_orientation);
+        }
+        gst::debug!(CAT, imp = self, "Stream ended: {:?}", s);
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::Element::builder(s.build()).src(&*obj).build());
     }
 
     fn link_audio(&self, pad: &gst::Pad) -> Result<(), String> {
@@ -183,6 +325,7 @@ impl AffectAnalysisBin {
             .request_pad_simple("audio_sink")
             .ok_or("affectinfer gave no audio_sink pad")?;
         self.state().audio_pad = Some(target.clone());
+        self.watch_stream(pad, Stream::Audio);
         self.link_branch(pad, elements, Some(&target))
     }
 
@@ -274,6 +417,13 @@ impl AffectAnalysisBin {
             }
             (state.video, state.audio, state.undecodable.clone())
         };
+        let obj = self.obj();
+        let input = gst::Structure::builder(INPUT_MESSAGE)
+            .field("video", video)
+            .field("audio", audio)
+            .field("undecodable", undecodable.join(", "))
+            .build();
+        let _ = obj.post_message(gst::message::Element::builder(input).src(&*obj).build());
         let undecodable_of = |prefix: &str| {
             undecodable
                 .iter()
@@ -310,7 +460,7 @@ impl AffectAnalysisBin {
                 );
             }
         } else if !audio {
-            let policy = self.settings().audio_missing.clone();
+            let policy = self.infer.property::<AudioMissing>("audio-missing");
             let missing = undecodable_of("audio/");
             if missing.is_empty() {
                 gst::element_imp_warning!(
@@ -318,7 +468,7 @@ impl AffectAnalysisBin {
                     gst::StreamError::Demux,
                     ("the input has no audio stream: video-only results"),
                     [
-                        "an audio-visual model gets the audio-missing policy ({}) on every frame",
+                        "an audio-visual model gets the audio-missing policy ({:?}) on every frame",
                         policy
                     ]
                 );
@@ -332,7 +482,7 @@ impl AffectAnalysisBin {
                         missing
                     ),
                     [
-                        "an audio-visual model gets the audio-missing policy ({}) on every frame",
+                        "an audio-visual model gets the audio-missing policy ({:?}) on every frame",
                         policy
                     ]
                 );
@@ -367,16 +517,6 @@ impl AffectAnalysisBin {
                 self,
                 gst::CoreError::MissingPlugin,
                 ("the element decodebin is missing: install gst-plugins-base (playback plugin)")
-            );
-            return Err(gst::StateChangeError);
-        }
-        let rejected = self.settings().rejected.clone();
-        if !rejected.is_empty() {
-            let reasons: Vec<String> = rejected.into_iter().map(|(_, r)| r).collect();
-            gst::element_imp_error!(
-                self,
-                gst::LibraryError::Settings,
-                ("{}", reasons.join("; "))
             );
             return Err(gst::StateChangeError);
         }
@@ -456,6 +596,16 @@ impl ObjectImpl for AffectAnalysisBin {
                     }
                     None
                 });
+                let weak = obj.downgrade();
+                decodebin.connect("deep-element-added", false, move |args| {
+                    let element = args.get(2).and_then(|v| v.get::<gst::Element>().ok());
+                    if let (Some(obj), Some(element)) = (weak.upgrade(), element)
+                        && element.factory().is_some_and(|f| f.name() == "jpegdec")
+                    {
+                        obj.imp().watch_jpeg(&element);
+                    }
+                    None
+                });
                 let target = decodebin.static_pad("sink").expect("decodebin has a sink");
                 gst::GhostPad::builder_from_template_with_target(&templ, &target)
                     .expect("a sink target for the sink template")
@@ -471,22 +621,44 @@ impl ObjectImpl for AffectAnalysisBin {
 
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            // Forwarded properties carry their children's types and defaults.
+            let facecrop = crate::AffectFaceCrop::static_type();
+            let infer = crate::AffectInfer::static_type();
             vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
                     .blurb("ONNX model file following the affect model contract (affectinfer model)")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("detector")
-                    .nick("Detector")
-                    .blurb("Where faces come from: haar, onnx, upstream or full-frame (affectfacecrop detector)")
-                    .default_value(Some(DEFAULT_DETECTOR))
+                glib::ParamSpecEnum::builder_with_default(
+                    "detector",
+                    child_default::<DetectorKind>(facecrop, "detector"),
+                )
+                .nick("Detector")
+                .blurb("Where faces come from (affectfacecrop detector)")
+                .mutable_ready()
+                .build(),
+                glib::ParamSpecString::builder("detector-model")
+                    .nick("Detector model")
+                    .blurb("ONNX face detector file for detector=onnx (affectfacecrop detector-model)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("detect-interval")
+                    .nick("Detect interval")
+                    .blurb("Run the face detector every N frames and track in between (affectfacecrop detect-interval)")
+                    .default_value(child_default::<u32>(facecrop, "detect-interval"))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("apply-orientation")
+                    .nick("Apply orientation")
+                    .blurb("Turn frames upright as the input's orientation tag says (phone videos, EXIF photographs) before faces are found; boxes and landmarks are then in displayed pixels")
+                    .default_value(DEFAULT_APPLY_ORIENTATION)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("post-messages")
                     .nick("Post messages")
                     .blurb("Post an 'affect' element message per frame with every face's results (affectinfer post-messages)")
-                    .default_value(DEFAULT_POST_MESSAGES)
+                    .default_value(child_default::<bool>(infer, "post-messages"))
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("batch-size")
@@ -494,78 +666,67 @@ impl ObjectImpl for AffectAnalysisBin {
                     .blurb("Most faces in one model run (affectinfer batch-size)")
                     .minimum(1)
                     .maximum(4096)
-                    .default_value(DEFAULT_BATCH_SIZE)
+                    .default_value(child_default::<u32>(infer, "batch-size"))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("max-latency")
                     .nick("Maximum batching latency")
                     .blurb("Milliseconds a face may wait for a batch to fill (affectinfer max-latency)")
                     .maximum(60_000)
-                    .default_value(DEFAULT_MAX_LATENCY_MS)
+                    .default_value(child_default::<u32>(infer, "max-latency"))
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("execution-provider")
-                    .nick("Execution provider")
-                    .blurb("Where inference runs: cpu or cuda (affectinfer execution-provider)")
-                    .default_value(Some(DEFAULT_EXECUTION_PROVIDER))
+                glib::ParamSpecEnum::builder_with_default(
+                    "execution-provider",
+                    child_default::<ExecutionProvider>(infer, "execution-provider"),
+                )
+                .nick("Execution provider")
+                .blurb("Where the models and the face detector run (affectinfer and affectfacecrop execution-provider)")
+                .mutable_ready()
+                .build(),
+                glib::ParamSpecInt::builder("device-id")
+                    .nick("Device id")
+                    .blurb("GPU the models and the face detector run on with execution-provider=cuda (affectinfer and affectfacecrop device-id)")
+                    .minimum(0)
+                    .default_value(child_default::<i32>(infer, "device-id"))
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("audio-missing")
-                    .nick("Missing audio")
-                    .blurb("What an audio-visual model gets when no audio covers a frame: silence, zeros or skip (affectinfer audio-missing)")
-                    .default_value(Some(DEFAULT_AUDIO_MISSING))
-                    .mutable_playing()
-                    .build(),
+                glib::ParamSpecEnum::builder_with_default(
+                    "audio-missing",
+                    child_default::<AudioMissing>(infer, "audio-missing"),
+                )
+                .nick("Missing audio")
+                .blurb("What an audio-visual model gets when no audio covers a frame (affectinfer audio-missing)")
+                .mutable_playing()
+                .build(),
             ]
         });
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = self.settings();
-        let name = pspec.name();
-        match name {
-            "model" | "post-messages" | "batch-size" | "max-latency" => {
+        match pspec.name() {
+            "apply-orientation" => {
+                self.settings().apply_orientation = value.get().expect("type checked upstream");
+            }
+            name @ ("detector" | "detector-model" | "detect-interval") => {
+                self.facecrop.set_property_from_value(name, value);
+            }
+            name @ ("execution-provider" | "device-id") => {
+                self.facecrop.set_property_from_value(name, value);
                 self.infer.set_property_from_value(name, value);
             }
-            "detector" | "execution-provider" | "audio-missing" => {
-                let (element, default) = match name {
-                    "detector" => (&self.facecrop, DEFAULT_DETECTOR),
-                    "execution-provider" => (&self.infer, DEFAULT_EXECUTION_PROVIDER),
-                    _ => (&self.infer, DEFAULT_AUDIO_MISSING),
-                };
-                let nick = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .unwrap_or_else(|| default.to_string());
-                settings.rejected.retain(|(p, _)| p != name);
-                match enum_value(element, name, &nick) {
-                    Ok(v) => element.set_property_from_value(name, &v),
-                    Err(e) => {
-                        gst::error!(CAT, imp = self, "{e}");
-                        settings.rejected.push((name.to_string(), e));
-                    }
-                }
-                match name {
-                    "detector" => settings.detector = nick,
-                    "execution-provider" => settings.execution_provider = nick,
-                    _ => settings.audio_missing = nick,
-                }
-            }
-            other => unreachable!("unknown property {other}"),
+            name => self.infer.set_property_from_value(name, value),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings();
         match pspec.name() {
-            name @ ("model" | "post-messages" | "batch-size" | "max-latency") => {
-                self.infer.property_value(name)
+            "apply-orientation" => self.settings().apply_orientation.to_value(),
+            name @ ("detector" | "detector-model" | "detect-interval") => {
+                self.facecrop.property_value(name)
             }
-            "detector" => s.detector.to_value(),
-            "execution-provider" => s.execution_provider.to_value(),
-            "audio-missing" => s.audio_missing.to_value(),
-            other => unreachable!("unknown property {other}"),
+            name => self.infer.property_value(name),
         }
     }
 }

@@ -19,7 +19,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::VideoRegionOfInterestMeta;
 
-use crate::infer::imp::ExecutionProvider;
+use crate::choices::{DetectorKind, ExecutionProvider};
 use crate::meta::Face;
 use crate::mtcnn::OrtMtcnn;
 use crate::session::{self, Provider, SessionOptions};
@@ -72,36 +72,6 @@ pub enum Mode {
     Annotate = 0,
     #[enum_value(name = "Output the aligned crop of one face", nick = "crop")]
     Crop = 1,
-}
-
-#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstAffectFaceDetector")]
-pub enum DetectorKind {
-    #[enum_value(
-        name = "Faces already in upstream region-of-interest meta",
-        nick = "upstream"
-    )]
-    Upstream = 0,
-    #[enum_value(
-        name = "ONNX face detector (YuNet, SCRFD, UltraFace layouts)",
-        nick = "onnx"
-    )]
-    Onnx = 1,
-    #[enum_value(name = "OpenCV Haar cascade", nick = "haar")]
-    Haar = 2,
-    #[enum_value(name = "The whole frame, or the region property", nick = "full-frame")]
-    FullFrame = 3,
-    #[enum_value(
-        name = "MTCNN face detector with five landmarks (models/mtcnn-*.onnx)",
-        nick = "mtcnn"
-    )]
-    Mtcnn = 4,
-    #[enum_value(
-        name = "MTCNN when its model files are found, else the Haar cascade",
-        nick = "auto"
-    )]
-    Auto = 5,
 }
 
 #[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]

@@ -37,27 +37,7 @@ pub(crate) const DEFAULT_POST_MESSAGES: bool = false;
 /// Seconds of spectrogram kept beyond the model's window, for audio that runs ahead.
 const AUDIO_SLACK_SECONDS: f64 = 5.0;
 
-#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstAffectExecutionProvider")]
-pub enum ExecutionProvider {
-    #[enum_value(name = "CPU", nick = "cpu")]
-    Cpu = 0,
-    #[enum_value(name = "NVIDIA CUDA", nick = "cuda")]
-    Cuda = 1,
-}
-
-#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstAffectAudioMissing")]
-pub enum AudioMissing {
-    #[enum_value(name = "Log-mel value of silence, as in training", nick = "silence")]
-    Silence = 0,
-    #[enum_value(name = "Zeros", nick = "zeros")]
-    Zeros = 1,
-    #[enum_value(name = "Skip the face (no result)", nick = "skip")]
-    Skip = 2,
-}
+pub use crate::choices::{AudioMissing, ExecutionProvider};
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -1092,9 +1072,19 @@ impl AggregatorImpl for AffectInfer {
     }
 
     /// Live, the aggregator waits for audio until the queued frame's running time plus the
-    /// latency, then calls `aggregate` with `timeout`; with no frame queued it waits for one.
+    /// latency, then calls `aggregate` with `timeout`; with no frame queued it waits for one,
+    /// unless the video has ended.
     fn next_time(&self) -> Option<gst::ClockTime> {
-        let buffer = self.video_pad.peek_buffer()?;
+        let Some(buffer) = self.video_pad.peek_buffer() else {
+            // The video has ended and every frame has been taken: there is nothing left to
+            // wait for. A live audio branch that stops without EOS (an unplugged microphone)
+            // keeps the pads from being ready, and without a time the aggregator would wait
+            // for a buffer or event that never comes, never calling `aggregate`, which is
+            // what ends the stream. Running time zero is never later than now: the wait
+            // times out at once (after the latency at most) and `aggregate(timeout)` drains
+            // the frames in flight and sends EOS. Not live, the aggregator ignores this time.
+            return self.video_pad.is_eos().then_some(gst::ClockTime::ZERO);
+        };
         self.video_pad
             .segment()
             .downcast_ref::<gst::ClockTime>()?
