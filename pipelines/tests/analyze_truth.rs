@@ -121,11 +121,12 @@ fn seconds(v: &serde_json::Value) -> f64 {
 #[test]
 fn streams_of_different_lengths_are_complete_and_a_cut_file_is_not() {
     let dir = scratch_dir("truth-streams");
-    // A phone or screen recording: the audio runs 2 s past the video.
-    let long_audio = dir.join("long-audio.mp4");
+    // A phone or screen recording (QuickTime, as phones write it, with its index first):
+    // the audio runs 2 s past the video.
+    let long_audio = dir.join("long-audio.mov");
     launch(&format!(
-        "{} {} mp4mux name=mux faststart=true ! filesink location={}",
-        video(20, 0, "avenc_mpeg4"),
+        "{} {} qtmux name=mux faststart=true ! filesink location={}",
+        video(20, 0, "jpegenc"),
         audio(4, "avenc_aac"),
         long_audio.display()
     ));
@@ -139,7 +140,7 @@ fn streams_of_different_lengths_are_complete_and_a_cut_file_is_not() {
     ));
     // The first file cut in its middle: every stream stops short.
     let bytes = std::fs::read(&long_audio).unwrap();
-    let cut = dir.join("cut.mp4");
+    let cut = dir.join("cut.mov");
     std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
 
     let out = dir.join("out");
@@ -163,9 +164,9 @@ fn streams_of_different_lengths_are_complete_and_a_cut_file_is_not() {
             .unwrap_or_else(|| panic!("no line for {name}: {stdout}"))
             .to_string()
     };
-    assert!(line("long-audio.mp4").starts_with("done"), "{stdout}");
+    assert!(line("long-audio.mov").starts_with("done"), "{stdout}");
     assert!(line("late-video.mkv").starts_with("done"), "{stdout}");
-    assert!(line("cut.mp4").starts_with("INCOMPLETE"), "{stdout}");
+    assert!(line("cut.mov").starts_with("INCOMPLETE"), "{stdout}");
     assert!(files(&out).iter().all(|n| !n.starts_with("cut-")));
 
     // Both durations, each stream's own, in the summary and on the done line.
@@ -175,7 +176,7 @@ fn streams_of_different_lengths_are_complete_and_a_cut_file_is_not() {
     assert!((seconds(&s["audio"]["end"]) - 4.0).abs() < 0.15, "{s}");
     assert!((seconds(&s["container_seconds"]) - 4.0).abs() < 0.15, "{s}");
     assert!(
-        line("long-audio.mp4").contains("audio 0.00-4.0"),
+        line("long-audio.mov").contains("audio 0.00-4.0"),
         "{stdout}"
     );
     let s = summary(&out, "late-video");
@@ -191,8 +192,10 @@ fn streams_of_different_lengths_are_complete_and_a_cut_file_is_not() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A real photograph (matplotlib's Grace Hopper, as the package ships it) as the upright
-/// reference, and `name` files that store it turned, with the tag that turns it back.
+/// A real photograph (matplotlib's Grace Hopper) as the upright reference `grace.jpg`, and
+/// `exif-<v>.jpg` files that store it turned, with the EXIF orientation `v` that turns it
+/// back; all at JPEG quality 100 without chroma subsampling, so that the codec's losses on
+/// the turned pixels stay small.
 fn photographs(dir: &Path) -> PathBuf {
     let grace = dir.join("grace.jpg");
     run_python(
@@ -201,7 +204,7 @@ import sys, os, shutil, matplotlib, PIL.Image
 out = sys.argv[1]
 grace = os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')
 image = PIL.Image.open(grace).convert('RGB')
-image.save(os.path.join(out, 'grace.jpg'), quality=95)
+image.save(os.path.join(out, 'grace.jpg'), quality=100, subsampling=0)
 # EXIF orientation v: the stored pixels are the upright image turned so that the
 # transform v names brings it back (PIL's ROTATE_90 turns counter-clockwise).
 turns = {6: PIL.Image.Transpose.ROTATE_90, 3: PIL.Image.Transpose.ROTATE_180,
@@ -209,7 +212,8 @@ turns = {6: PIL.Image.Transpose.ROTATE_90, 3: PIL.Image.Transpose.ROTATE_180,
 for v, t in turns.items():
     exif = PIL.Image.Exif()
     exif[0x0112] = v
-    image.transpose(t).save(os.path.join(out, f'exif-{v}.jpg'), exif=exif.tobytes(), quality=95)
+    image.transpose(t).save(os.path.join(out, f'exif-{v}.jpg'), exif=exif.tobytes(), quality=100,
+                            subsampling=0)
 "#,
         &[dir.to_str().unwrap()],
     );
@@ -217,7 +221,7 @@ for v, t in turns.items():
 }
 
 /// Writes the rotation matrix of `degrees` (clockwise, for display) into the first track
-/// header of the MP4 file `path`, as phones store their orientation.
+/// header of the QuickTime/MP4 file `path`, as phones store their orientation.
 fn set_mp4_rotation(path: &Path, degrees: u32) {
     let mut b = std::fs::read(path).unwrap();
     let at = b.windows(4).position(|w| w == b"tkhd").expect("a tkhd box");
@@ -244,65 +248,77 @@ fn set_mp4_rotation(path: &Path, degrees: u32) {
 }
 
 /// A 1 s clip of the photograph `photo`, its frames stored turned by `flip` (a videoflip
-/// video-direction), tagged with the rotation `degrees` that displays it upright.
+/// video-direction), tagged with the rotation `degrees` that displays it upright. The frames
+/// are JPEG at quality 100 without chroma subsampling: turned frames lose the same little.
 fn phone_video(photo: &Path, out: &Path, flip: &str, degrees: u32) {
     launch(&format!(
         "filesrc location={} ! jpegdec ! videoconvert ! videoscale \
          ! video/x-raw,width=320,height=376 ! imagefreeze num-buffers=10 \
          ! video/x-raw,framerate=10/1 ! videoflip video-direction={flip} ! videoconvert \
-         ! avenc_mpeg4 bitrate=4000000 ! mp4mux ! filesink location={}",
+         ! video/x-raw,format=Y444 ! jpegenc quality=100 ! qtmux ! filesink location={}",
         photo.display(),
         out.display()
     ));
     set_mp4_rotation(out, degrees);
 }
 
-/// The face of each row of a table: box and valence/arousal.
-fn faces(path: &Path) -> Vec<[f64; 6]> {
+/// One face of a table's row: box (x, y, width, height), valence/arousal and the five
+/// landmarks.
+#[derive(Debug)]
+struct Face {
+    bbox: [f64; 4],
+    valence_arousal: [f64; 2],
+    landmarks: [[f64; 2]; 5],
+}
+
+fn faces(path: &Path) -> Vec<Face> {
     rows(path)
         .iter()
         .filter(|r| r["success"] == "1")
-        .map(|r| {
-            [
-                number(r, "x"),
-                number(r, "y"),
-                number(r, "width"),
-                number(r, "height"),
-                number(r, "valence"),
-                number(r, "arousal"),
-            ]
+        .map(|r| Face {
+            bbox: ["x", "y", "width", "height"].map(|c| number(r, c)),
+            valence_arousal: [number(r, "valence"), number(r, "arousal")],
+            landmarks: std::array::from_fn(|k| {
+                [
+                    number(r, &format!("lmk_x_{k}")),
+                    number(r, &format!("lmk_y_{k}")),
+                ]
+            }),
         })
         .collect()
 }
 
-fn iou(a: &[f64; 6], b: &[f64; 6]) -> f64 {
-    common::iou(
-        [
-            a[0] as f32,
-            a[1] as f32,
-            (a[0] + a[2]) as f32,
-            (a[1] + a[3]) as f32,
-        ],
-        [
-            b[0] as f32,
-            b[1] as f32,
-            (b[0] + b[2]) as f32,
-            (b[1] + b[3]) as f32,
-        ],
-    ) as f64
+fn iou(a: &Face, b: &Face) -> f64 {
+    let corners = |f: &Face| {
+        let [x, y, w, h] = f.bbox.map(|v| v as f32);
+        [x, y, x + w, y + h]
+    };
+    common::iou(corners(a), corners(b)) as f64
 }
 
-/// Every frame of `got` has the one face of `want`'s frames: the same box (IoU >= 0.8) in
-/// displayed pixels and valence/arousal within 0.1 (the files are encoded apart, so the
-/// pixels differ by the codec's losses).
-fn assert_same_faces(name: &str, got: &[[f64; 6]], want: &[[f64; 6]]) {
+/// Every frame of `got` has the one face of `want`'s frames in displayed pixels: the same box
+/// (IoU >= 0.8) and the same five points, each within 6 % of the face's width (a frame left
+/// turned, or turned the wrong way or mirrored, moves eyes and mouth corners by far more).
+/// Valence and arousal within 0.25: the files are encoded apart and MTCNN's boxes move by a
+/// pixel or two on turned pixels, which the synthetic-world model answers with changes of up
+/// to 0.15 (measured on these files).
+fn assert_same_faces(name: &str, got: &[Face], want: &[Face]) {
     assert_eq!(got.len(), want.len(), "{name}: {got:?} against {want:?}");
     for (g, w) in got.iter().zip(want) {
         assert!(iou(g, w) >= 0.8, "{name}: box {g:?} against {w:?}");
-        assert!(
-            (g[4] - w[4]).abs() < 0.1 && (g[5] - w[5]).abs() < 0.1,
-            "{name}: valence/arousal {g:?} against {w:?}"
-        );
+        let tolerance = 0.06 * w.bbox[2];
+        for (p, q) in g.landmarks.iter().zip(&w.landmarks) {
+            assert!(
+                (p[0] - q[0]).hypot(p[1] - q[1]) <= tolerance,
+                "{name}: landmarks {g:?} against {w:?}"
+            );
+        }
+        for (a, b) in g.valence_arousal.iter().zip(&w.valence_arousal) {
+            assert!(
+                (a - b).abs() < 0.25,
+                "{name}: valence/arousal {g:?} against {w:?}"
+            );
+        }
     }
 }
 
@@ -310,12 +326,12 @@ fn assert_same_faces(name: &str, got: &[[f64; 6]], want: &[[f64; 6]]) {
 fn phone_videos_and_exif_photographs_are_analysed_upright() {
     let dir = scratch_dir("truth-orientation");
     let grace = photographs(&dir);
-    let upright = dir.join("upright.mp4");
+    let upright = dir.join("upright.mov");
     phone_video(&grace, &upright, "identity", 0);
     let mut inputs = vec![upright.clone(), grace.clone()];
     // The coded frames turned one way, the tag turning them back.
     for (flip, degrees) in [("90l", 90), ("180", 180), ("90r", 270)] {
-        let path = dir.join(format!("rotate-{degrees}.mp4"));
+        let path = dir.join(format!("rotate-{degrees}.mov"));
         phone_video(&grace, &path, flip, degrees);
         inputs.push(path);
     }
@@ -583,13 +599,12 @@ fn a_full_output_disk_stops_the_batch_for_requeue_and_blames_no_input() {
 #[test]
 fn analyze_and_gst_launch_with_the_bin_write_the_same_table() {
     let dir = scratch_dir("truth-same");
-    let inputs = clips(&dir, 1, 20);
+    let clip = dir.join("grace.mov");
+    phone_video(&photographs(&dir), &clip, "identity", 0);
     let out = dir.join("out");
     let output = affect(&[
         "analyze",
-        inputs[0].to_str().unwrap(),
-        "--detector",
-        "mtcnn",
+        clip.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
     ]);
@@ -597,14 +612,18 @@ fn analyze_and_gst_launch_with_the_bin_write_the_same_table() {
     let by_launch = dir.join("launch.csv");
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/affect-default.onnx");
     launch(&format!(
-        "filesrc location={} ! affectanalysisbin model={} detector=mtcnn ! affectsink location={}",
-        inputs[0].display(),
+        "filesrc location={} ! affectanalysisbin model={} ! affectsink location={}",
+        clip.display(),
         model.display(),
         by_launch.display()
     ));
-    let analysed = std::fs::read_to_string(output_of(&out, "clip-0", ".csv")).unwrap();
+    let analysed = std::fs::read_to_string(output_of(&out, "grace", ".csv")).unwrap();
     let launched = std::fs::read_to_string(&by_launch).unwrap();
-    assert!(analysed.lines().count() > 1, "{analysed}");
+    assert_eq!(
+        faces(&output_of(&out, "grace", ".csv")).len(),
+        10,
+        "{analysed}"
+    );
     assert_eq!(analysed, launched);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1102,6 +1102,18 @@ impl AggregatorImpl for AffectInfer {
         let Some(buffer) = self.video_pad.peek_buffer() else {
             if self.video_pad.is_eos() {
                 self.push_ready(0)?;
+                // Every frame is out. Not live, the audio is still read to its end (and
+                // dropped): an audio track longer than the video is not cut short upstream,
+                // so its own length is known there (affectanalysisbin reports it). Live, the
+                // stream ends now: a live audio source may never end.
+                if self.obj().latency().is_none()
+                    && let Some(pad) = self.audio_pad.lock().unwrap().clone()
+                {
+                    while pad.drop_buffer() {}
+                    if !pad.is_eos() {
+                        return Err(gst_base::AGGREGATOR_FLOW_NEED_DATA);
+                    }
+                }
                 return Err(gst::FlowError::Eos);
             }
             return Err(gst_base::AGGREGATOR_FLOW_NEED_DATA);
