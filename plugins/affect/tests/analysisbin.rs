@@ -72,7 +72,6 @@ struct Outcome {
     eos: bool,
     /// Streams the bin sent to a fakesink.
     discarded: usize,
-    elapsed: Duration,
 }
 
 fn text(error: glib::Error, debug: Option<glib::GString>) -> String {
@@ -118,7 +117,6 @@ fn analyse(file: &Path, properties: &str) -> Outcome {
             _ => {}
         }
     }
-    let elapsed = start.elapsed();
     // Warnings posted before the EOS that are still queued.
     while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Warning]) {
         if let gst::MessageView::Warning(w) = msg.view() {
@@ -142,7 +140,6 @@ fn analyse(file: &Path, properties: &str) -> Outcome {
         error,
         eos,
         discarded,
-        elapsed,
     }
 }
 
