@@ -565,6 +565,9 @@ impl ObjectImpl for AffectAnalysisBin {
         obj.set_suppressed_flags(gst::ElementFlags::SINK | gst::ElementFlags::SOURCE);
         obj.add_many([&self.facecrop, &self.infer])
             .expect("add the inner elements");
+        // The input is read to its end, audio too: the length of each stream is then known
+        // (affect-stream-end), and an audio track longer than the video is not cut short.
+        self.infer.set_property("drain-audio", true);
         self.facecrop
             .link_pads(Some("src"), &self.infer, Some("video_sink"))
             .expect("affectfacecrop links to affectinfer");

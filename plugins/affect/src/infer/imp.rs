@@ -33,6 +33,7 @@ pub(crate) const DEFAULT_BATCH_SIZE: u32 = 16;
 pub(crate) const DEFAULT_MAX_LATENCY_MS: u32 = 10;
 const DEFAULT_SMOOTHING: f64 = 0.0;
 pub(crate) const DEFAULT_POST_MESSAGES: bool = false;
+const DEFAULT_DRAIN_AUDIO: bool = false;
 
 /// Seconds of spectrogram kept beyond the model's window, for audio that runs ahead.
 const AUDIO_SLACK_SECONDS: f64 = 5.0;
@@ -51,6 +52,7 @@ struct Settings {
     audio_missing: AudioMissing,
     smoothing: f64,
     post_messages: bool,
+    drain_audio: bool,
     /// The model's heads to write, comma-separated (empty: all of them).
     heads: Option<String>,
 }
@@ -68,6 +70,7 @@ impl Default for Settings {
             audio_missing: AudioMissing::Silence,
             smoothing: DEFAULT_SMOOTHING,
             post_messages: DEFAULT_POST_MESSAGES,
+            drain_audio: DEFAULT_DRAIN_AUDIO,
             heads: None,
         }
     }
@@ -696,6 +699,14 @@ impl ObjectImpl for AffectInfer {
                     .default_value(DEFAULT_POST_MESSAGES)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("drain-audio")
+                    .nick("Drain audio")
+                    .blurb("Not live, after the last frame read the audio to its end (dropping it) \
+                            before ending the stream, so that upstream learns the audio's own \
+                            length (affectanalysisbin sets it); off, the stream ends with the video")
+                    .default_value(DEFAULT_DRAIN_AUDIO)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("heads")
                     .nick("Heads")
                     .blurb("The model's heads to write, comma-separated: valence_arousal, au, \
@@ -726,6 +737,7 @@ impl ObjectImpl for AffectInfer {
             "audio-missing" => s.audio_missing = value.get().expect("type checked upstream"),
             "smoothing" => s.smoothing = value.get().expect("type checked upstream"),
             "post-messages" => s.post_messages = value.get().expect("type checked upstream"),
+            "drain-audio" => s.drain_audio = value.get().expect("type checked upstream"),
             "heads" => {
                 s.heads = value
                     .get::<Option<String>>()
@@ -749,6 +761,7 @@ impl ObjectImpl for AffectInfer {
             "audio-missing" => s.audio_missing.to_value(),
             "smoothing" => s.smoothing.to_value(),
             "post-messages" => s.post_messages.to_value(),
+            "drain-audio" => s.drain_audio.to_value(),
             "heads" => s.heads.to_value(),
             other => unreachable!("unknown property {other}"),
         }
@@ -1102,11 +1115,13 @@ impl AggregatorImpl for AffectInfer {
         let Some(buffer) = self.video_pad.peek_buffer() else {
             if self.video_pad.is_eos() {
                 self.push_ready(0)?;
-                // Every frame is out. Not live, the audio is still read to its end (and
-                // dropped): an audio track longer than the video is not cut short upstream,
-                // so its own length is known there (affectanalysisbin reports it). Live, the
-                // stream ends now: a live audio source may never end.
-                if self.obj().latency().is_none()
+                // Every frame is out. With drain-audio and not live, the audio is still read
+                // to its end (and dropped): an audio track longer than the video is not cut
+                // short upstream, so its own length is known there (affectanalysisbin reports
+                // it). Otherwise the stream ends now: an audio source may never end.
+                let drain = self.settings.lock().unwrap().drain_audio;
+                if drain
+                    && self.obj().latency().is_none()
                     && let Some(pad) = self.audio_pad.lock().unwrap().clone()
                 {
                     while pad.drop_buffer() {}
