@@ -483,17 +483,27 @@ fn two_processes_share_an_output_folder_and_a_killed_one_blocks_nothing() {
         files(&out)
     );
 
-    // A process killed while it holds an input blocks no later run.
+    // A process killed while it holds an input blocks no later run. The clip is long (30 s)
+    // so that the claim is seen while it is held.
+    let long_dir = dir.join("long");
+    std::fs::create_dir_all(&long_dir).unwrap();
+    let long = clips(&long_dir, 1, 300).remove(0);
     let killed_out = dir.join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_affect"))
-        .args([
+    let analyse_long = |out: &Path| -> Vec<String> {
+        [
             "analyze",
-            inputs[0].to_str().unwrap(),
+            long.to_str().unwrap(),
             "--detector",
             "mtcnn",
-        ])
-        .arg("-o")
-        .arg(&killed_out)
+            "-o",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.display().to_string()])
+        .collect()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_affect"))
+        .args(analyse_long(&killed_out))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -508,14 +518,15 @@ fn two_processes_share_an_output_folder_and_a_killed_one_blocks_nothing() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let rerun = affect(&[
-        "analyze",
-        inputs[0].to_str().unwrap(),
-        "--detector",
-        "mtcnn",
-        "-o",
-        killed_out.to_str().unwrap(),
-    ]);
+    assert!(
+        !files(&killed_out)
+            .iter()
+            .any(|n| n.ends_with(".csv") && !n.starts_with('.')),
+        "killed before it was done: {:?}",
+        files(&killed_out)
+    );
+    let args = analyse_long(&killed_out);
+    let rerun = affect(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(rerun.status.success());
     assert!(
         String::from_utf8_lossy(&rerun.stdout)
