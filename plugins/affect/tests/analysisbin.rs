@@ -433,3 +433,133 @@ fn proxied_properties_are_those_of_the_inner_elements() {
     assert_eq!(nick(&infer, "audio-missing"), "skip");
     assert!(bin.property::<bool>("apply-orientation"));
 }
+
+/// Writes the rotation `degrees` (clockwise, for display) into the first track header of the
+/// QuickTime file `path`, as phones store it.
+fn set_rotation(path: &Path, degrees: i32) {
+    let mut b = std::fs::read(path).unwrap();
+    let at = b.windows(4).position(|w| w == b"tkhd").expect("a tkhd box");
+    let times = if b[at + 4] == 1 { 32 } else { 20 };
+    let matrix = at + 4 + 4 + times + 8 + 8;
+    let one = 1i32 << 16;
+    let (a, bb, c, d) = match degrees {
+        90 => (0, one, -one, 0),
+        270 => (0, -one, one, 0),
+        _ => unreachable!(),
+    };
+    for (k, v) in [a, bb, 0, c, d, 0, 0, 0, 1 << 30].iter().enumerate() {
+        b[matrix + 4 * k..matrix + 4 * k + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn a_rotated_video_comes_out_upright_untagged_and_the_bin_says_what_it_found() {
+    let dir = scratch_dir("bin-rotated");
+    init();
+    let model = model(&dir);
+    // 96x72 frames stored, displayed turned a quarter clockwise: 72x96; the audio runs 0.5 s
+    // past the video.
+    let file = dir.join("phone.mov");
+    write(&format!(
+        "{VIDEO} audiotestsrc num-buffers=15 samplesperbuffer=1600 \
+         ! audio/x-raw,rate=16000,channels=1 ! audioconvert ! queue ! mux. \
+         qtmux name=mux ! filesink location={}",
+        file.display()
+    ));
+    set_rotation(&file, 90);
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! affectanalysisbin model={} detector=full-frame \
+         ! appsink name=sink sync=false",
+        file.display(),
+        model.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = testutil::appsink(&pipeline);
+    // Orientation tags that leave the bin: none may say the upright frames need turning.
+    let tags = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = tags.clone();
+    sink.static_pad("sink").unwrap().add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data
+                && let gst::EventView::Tag(t) = e.view()
+                && let Some(o) = t.tag().get::<gst::tags::ImageOrientation>()
+            {
+                seen.lock().unwrap().push(o.get().to_string());
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let mut frames = Vec::new();
+    let mut messages = Vec::new();
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < TIMEOUT, "no EOS within {TIMEOUT:?}");
+        frames.extend(testutil::samples(&sink, gst::ClockTime::from_mseconds(10)));
+        let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(10),
+            &[
+                gst::MessageType::Eos,
+                gst::MessageType::Error,
+                gst::MessageType::Element,
+            ],
+        ) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            gst::MessageView::Element(e) => {
+                let s = e.structure().unwrap().to_owned();
+                if s.name().starts_with("affect-") && s.name() != "affect" {
+                    messages.push(s);
+                }
+            }
+            _ => {}
+        }
+    }
+    frames.extend(testutil::samples(&sink, gst::ClockTime::from_mseconds(10)));
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    assert_eq!(frames.len(), FRAMES);
+    for sample in &frames {
+        let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+        assert_eq!((info.width(), info.height()), (72, 96), "displayed size");
+        // The full-frame face is the displayed frame.
+        let faces = analysed_faces(sample.buffer().unwrap());
+        assert_eq!(faces.len(), 1);
+        assert_eq!(faces[0].face.bbox, [0.0, 0.0, 72.0, 96.0]);
+    }
+    assert!(
+        tags.lock().unwrap().iter().all(|o| o == "rotate-0"),
+        "{:?}",
+        tags.lock().unwrap()
+    );
+    let input = messages
+        .iter()
+        .find(|s| s.name() == gstaffect::INPUT_MESSAGE)
+        .expect("the input message");
+    assert!(input.get::<bool>("video").unwrap() && input.get::<bool>("audio").unwrap());
+    let end = |stream: &str| {
+        messages
+            .iter()
+            .find(|s| {
+                s.name() == gstaffect::STREAM_END_MESSAGE
+                    && s.get::<&str>("stream").unwrap() == stream
+            })
+            .unwrap_or_else(|| panic!("no end of the {stream}: {messages:?}"))
+    };
+    let video = end("video");
+    assert_eq!(video.get::<u64>("buffers").unwrap(), FRAMES as u64);
+    assert_eq!(video.get::<u64>("end").unwrap(), 1_000_000_000);
+    assert_eq!(video.get::<&str>("orientation").unwrap(), "rotate-90");
+    assert!(video.get::<bool>("orientation-applied").unwrap());
+    // The audio is read to its own end, past the video's.
+    assert_eq!(end("audio").get::<u64>("end").unwrap(), 1_500_000_000);
+    let _ = std::fs::remove_dir_all(dir);
+}
