@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # Sets up a Debian 12 machine for affect, idempotently:
 #   - GStreamer 1.22 (development files, base/good/bad plugins, tools) and build tools (apt);
 #   - a Python environment in .venv with ONNX Runtime and the peer libraries the tests
@@ -24,7 +25,7 @@ for arg in "$@"; do
     --gpu) GPU=1 ;;
     --train) TRAIN=1 ;;
     --no-build) BUILD=0 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '3,17p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done

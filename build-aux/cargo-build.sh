@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MPL-2.0
 # meson's custom_target for the plugin: cargo-build.sh SOURCE_ROOT TARGET_DIR PROFILE OUTPUT
 set -eu
 src=$1 target=$2 profile=$3

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MPL-2.0
 # Shared set-up of the pipeline scripts (sourced, not run): finds the affect plugin and the
 # default model of this checkout, whether or not ./setup.sh linked the plugin for the user.
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # A video file to an annotated WebM (VP8 + Opus): faces with their expression,
 # valence/arousal and strongest action units drawn by affectoverlay, the voice kept.
 #
@@ -7,7 +8,7 @@
 #   AUDIO=0          the input has no audio stream (the video is analysed without voice)
 set -euo pipefail
 if [ $# -ne 2 ]; then
-  sed -n '2,8p' "$0" >&2
+  sed -n '3,8p' "$0" >&2
   exit 2
 fi
 source "$(dirname "$0")/common.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # A network stream in and out: receives VP8 video and 16 kHz L16 audio over RTP/UDP,
 # analyses it, prints the results as element messages ('affect' structures, one per frame,
 # gst-launch -m) and sends the annotated video on as VP8 over RTP/UDP.

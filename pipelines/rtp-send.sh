@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # Streams a video file in real time as RTP/UDP: VP8 video and 16 kHz mono L16 audio, the
 # input of pipelines/rtp-analyze.sh.
 #
@@ -6,7 +7,7 @@
 #   HOST=127.0.0.1 VIDEO_PORT=5000 AUDIO_PORT=5002
 set -euo pipefail
 if [ $# -ne 1 ]; then
-  sed -n '2,6p' "$0" >&2
+  sed -n '3,7p' "$0" >&2
   exit 2
 fi
 INPUT=$1

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # NEEDS HARDWARE: a webcam (V4L2) and a microphone, a display. Live analysis of the camera
 # with the overlay on screen and the results as element messages on stdout.
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectfacecrop` on the synthetic world: given the ground-truth landmarks as upstream face
 //! meta, its crops equal the data set's `cropped_aligned` images, and tracks keep their ids
 //! through a two-person video.

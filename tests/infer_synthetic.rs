@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectinfer` end to end on the synthetic world with the default model: each video through
 //! `filesrc ! decodebin` -> `affectfacecrop detector=upstream` (the ground-truth boxes and
 //! landmarks put on the frames as upstream face meta, as a detector would) -> `affectinfer`

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Landmarks estimated from Haar boxes on the synthetic world: near the true landmarks, and
 //! `affectfacecrop`'s crops cut with them nearer the data set's `cropped_aligned` crops than
 //! crops of the box. The ignored test fits the prior's constants

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Shared set-up of the end-to-end tests: GStreamer with the affect elements registered,
 //! small synthetic data sets made on the spot, their ground truth put on frames as upstream
 //! face meta, and pipelines run to the end.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Link settings for the `torch` feature.
 //!
 //! The linker drops `libtorch_cuda.so` from binaries that name no symbol of it directly

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MPL-2.0
 """Checks the affect Indexed Job manifest offline, and prints what each index would run.
 
 Usage: check_manifest.py [options] JOB.yaml

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # A one-node Slurm cluster on this machine, without systemd: for the tests and for trying the
 # Slurm scripts before submitting to a real cluster. Everything (munge key and socket,
 # slurm.conf, state, spool, logs, pid files) lives in STATE_DIR; nothing under /etc is used.
@@ -18,7 +19,7 @@
 # (the daemons run as root; jobs may be submitted by any user).
 set -euo pipefail
 
-usage() { sed -n '6,19p' "$0" >&2; exit 2; }
+usage() { sed -n '7,20p' "$0" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 CMD=$1
 mkdir -p "$2"

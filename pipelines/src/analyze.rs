@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect analyze`: files, folders and manifests of videos through the analysis pipeline,
 //! several at a time, each into a table (CSV or JSONL, from `affectsink`), a timeline plot
 //! and a summary; resumable, tolerant of broken files, and made to run as one shard of a job

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The inputs of a batch as archives name them: files, folders, manifests of paths and URIs,
 //! the stable id each input's outputs are keyed by, and the shard of a job array.
 //!

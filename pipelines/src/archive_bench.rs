@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect bench --archive`: how fast an archive goes through `affect analyze`, in clips per
 //! second, against the way it is done without it (one `gst-launch-1.0` process per clip,
 //! running the same pipeline description), all on the same synthetic clips in the same run:

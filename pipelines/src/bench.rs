@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect bench`: the elements' costs in one place, each against a baseline measured in
 //! the same run, so the ratios hold across machines:
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect demo`: the whole analysis on a generated talking-face clip with known ground truth.
 //!
 //! 1. The synthetic affect world (`affect_train::synth`) writes one clip of one person

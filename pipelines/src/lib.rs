@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The `affect` command line: the analysis pipeline of a file ([`pipeline`]), the demo on
 //! the synthetic world ([`demo`]), batch analysis ([`analyze`]), the elements' benchmarks
 //! ([`bench`]) and the timeline plot ([`plot`]).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Live figures of `affect bench`: end-to-end latency of live pipelines (capture to the result
 //! leaving `affectinfer`) at 1, 4 and 16 streams against the same pipelines with `identity` in
 //! place of `affectinfer`, and a soak run that reports memory over a long live stream whose

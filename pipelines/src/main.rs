@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect`: run the affect elements without writing a pipeline.
 //!
 //! - `affect demo`: a generated talking-face clip through the whole analysis, with an

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect merge`: the per-video tables of `affect analyze` output folders gathered into one
 //! Apache Parquet file, one row per face per frame, that pandas, pyarrow and polars read as
 //! it is.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect models [FILE|DIR]...`: what a model file is, as `gst-inspect-1.0` says what an
 //! element is: for a model of the affect contract its version, heads and their labels, face
 //! input (size, channels, normalisation, alignment), audio window, recurrent state, training

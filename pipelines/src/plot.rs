@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The timeline plot of one video (PNG, drawn with cairo and pango): valence and arousal
 //! over time, a strip of the expression per frame and a heat map of the action units'
 //! probabilities; with ground truth (the demo) the true curves are drawn dashed, the true

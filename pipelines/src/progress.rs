@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Progress display of the commands (indicatif): a spinner for steps without a known
 //! length, and bars over a file's media time, fed from the pipeline's position and duration
 //! queries. Bars draw to stderr only when it is a terminal, so logs and tests stay clean.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The per-video tables `affectsink` writes (CSV or JSON lines), read back as typed columns:
 //! the summary of a video is computed from the rows that were really written, whatever the
 //! model's labels, and `affect merge` gathers them into one dataset.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect analyze` on a folder of synthetic videos, a video without audio and a corrupt
 //! file: outputs and their row counts, failure reporting and exit status, resumption.
 

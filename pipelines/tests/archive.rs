@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect analyze` as archives run it: truncated files are incomplete (never done), summaries
 //! come from the rows written whatever the model's labels, failures say why on one line,
 //! SIGTERM stops a batch cleanly with the requeue status, manifests are sharded with every

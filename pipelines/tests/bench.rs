@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect bench` runs every benchmark and reports each against its baseline.
 
 use std::process::Command;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect demo` end to end: runs the binary and checks every output against the clip's
 //! ground truth, read independently of the demo's own scoring.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The Kubernetes Indexed Job as far as one machine can check it: the manifest checked as the
 //! API server would (offline, with the Kubernetes JSON schema when kubernetes-validate is
 //! installed), then every index's container command run here with `JOB_COMPLETION_INDEX` set,

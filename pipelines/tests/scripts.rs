@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The scripts of `pipelines/` on a synthetic talking-face clip: file to annotated file,
 //! the webcam pipeline with its camera and screen replaced, RTP over UDP on the loopback
 //! interface, and the batch script.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The Slurm job array on a real Slurm: Debian's slurmctld, slurmd and munge started on this
 //! machine as a one-node cluster (`pipelines/slurm/local-cluster.sh`, on free ports, its state
 //! in a scratch folder), `pipelines/slurm/analyze.sbatch` submitted over a manifest of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MPL-2.0
 # The training step of the `train` bench in PyTorch eager: the crate's ResNet-18 multi-task
 # network (src/model/backbone.rs: 7x7/2 stem with batch norm and ReLU, 3x3/2 max pool, basic
 # blocks 2-2-2-2 with 1x1 projection shortcuts, global average pool, linear embedding; heads

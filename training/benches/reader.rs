@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Reader throughput: samples (annotation parsing, masks, crop pairing) and their decoded
 //! crops per second, against plain JPEG decoding of the same crop files with the `image`
 //! crate measured in the same run.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Synthetic frames generated per second: rendering alone, and the whole writer (rendering,
 //! aligned crops, JPEG crops, annotation and side files, MJPEG/PCM Matroska muxing). The
 //! baseline measured in the same run is encoding the same 640x480 frame as JPEG with the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Training throughput per backbone: images/s of one AdamW step (forward, masked multi-task
 //! loss, backward, update) on synthetic tensors, on the CPU (and CUDA when libtorch sees it),
 //! with the ratio to ResNet-18 measured in the same run.

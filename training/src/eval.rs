@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! ABAW evaluation of a prediction file against the annotations of a data root (format in
 //! the crate documentation).
 

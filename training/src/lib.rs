@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Training side of the affect models: the synthetic affect world ([`synth`]), reading data
 //! laid out as Aff-Wild2 ([`data`]) and ABAW evaluation ([`eval`]).
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The multi-task loss: cross-entropy (expressions), binary cross-entropy (AUs), 1 - CCC plus
 //! MSE (valence/arousal), summed with weights. Every term only sees labelled entries —
 //! Aff-Wild2 marks unlabelled valence/arousal with -5 and unlabelled classes and AUs with -1 —

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect-train`: make the synthetic affect world, evaluate predictions the ABAW way.
 
 use std::path::PathBuf;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Reference predictions of an exported model through ONNX Runtime, without libtorch and
 //! without GStreamer: the data set's `cropped_aligned` crops resampled to the model's input
 //! as the training loader does (bilinear, pixel centres, edges clamped, no augmentation),

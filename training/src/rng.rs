@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A small deterministic random number generator (SplitMix64). The synthetic world must be
 //! the same bytes for the same seed on every machine and every version of every dependency,
 //! so it owns its generator instead of borrowing one whose stream may change.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Helpers shared by the integration tests of the crates that run GStreamer pipelines on the
 //! synthetic world (the elements, the end-to-end tests, the `affect` command): reading a
 //! parsed pipeline's output from its appsink.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A generated data set reads back through the Aff-Wild2 reader exactly as the side file's
 //! ground truth says (masks, missing crops, two-person suffixes), crops are the aligned faces
 //! of the video frames, the audio decodes sample-exactly and its windows end at the frame

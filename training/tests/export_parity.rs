@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Exported ONNX files against the libtorch networks they were written from: ONNX Runtime
 //! (the `ort` crate, CPU) and Python's `onnxruntime` give the libtorch forward pass (eval
 //! mode) within 1e-4 relative, over several steps of the recurrent state; `onnx.checker`

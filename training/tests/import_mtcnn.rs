@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affect-train import mtcnn` re-run on the facenet-pytorch package the set-up installs: it
 //! gives the committed `models/mtcnn-*.onnx` byte for byte, and those networks compute what
 //! facenet-pytorch's own `PNet`, `RNet` and `ONet` modules compute.

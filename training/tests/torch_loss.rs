@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The multi-task loss against closed forms computed here in f64 on hand-made batches, with
 //! the Aff-Wild2 masks (-5 for valence/arousal, -1 for classes and AUs).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Training end to end on a small synthetic world (CPU): the validation loss falls and the
 //! expression and AU loss terms beat the best guess that ignores the face (the label
 //! frequencies of the training split, computed here from the annotation files); resuming

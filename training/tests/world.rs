@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The synthetic world is deterministic per seed, and its labels are visible in its pixels:
 //! each AU moves the rendered face the way its label says, at the landmarks the side file
 //! reports.

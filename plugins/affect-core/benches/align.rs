@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Aligned face crops: 5-point similarity estimate plus bilinear warp of a 112x112 crop out of
 //! a 640x480 RGB frame, against copying a 112x112 block of the same frame (the least any crop
 //! costs) measured in the same run.

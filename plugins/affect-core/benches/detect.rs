@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Per-frame cost of finding faces on one core, split into detection (Haar cascade; detector
 //! preprocessing, decoding and suppression of model outputs), tracking and alignment, on a
 //! 1920x1080 frame holding four faces. Ratios are against the integral images of the same

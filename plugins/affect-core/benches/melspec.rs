@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Log-mel throughput on one core, as a real-time factor, against the bare real FFT of the
 //! same frames measured in the same run (the part no implementation can avoid; f64, the
 //! precision the spectrogram computes in).

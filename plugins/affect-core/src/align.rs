@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Face alignment: the 5-point similarity transform onto the ArcFace template and the warp
 //! that cuts the aligned crop out of a frame. The face-crop element and the training data
 //! writer both use this code, so a model sees the same crops in training and in a pipeline.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The ONNX model contract: tensor names, `metadata_props` keys, and a typed
 //! [`ModelContract`] parsed from a model's metadata with one clear error per violation.
 //!

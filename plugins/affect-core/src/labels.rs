@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Label sets of the Aff-Wild2 / ABAW challenges, in the order the challenge files use.
 
 /// The 12 facial action units annotated in Aff-Wild2, in the ABAW annotation column order.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Five landmarks estimated from a face box with a mean-shape prior.
 //!
 //! Models trained on ArcFace-aligned crops see a different framing when a detector gives only

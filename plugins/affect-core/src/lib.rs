@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Pure logic shared by the affect GStreamer elements and the training crate.
 //!
 //! Nothing here depends on GStreamer or ONNX Runtime, so every step a model sees in training

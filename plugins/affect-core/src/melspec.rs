@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Log-mel spectrogram: the one implementation the `affectspectro` element and the training
 //! crate share, so that a model sees in a pipeline exactly the features it was trained on.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Scores of the ABAW challenges on Aff-Wild2, computed the way the challenge computes them.
 //!
 //! - Valence/arousal: Lin's concordance correlation coefficient (CCC) with population

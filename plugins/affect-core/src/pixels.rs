@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Raw video frames of the formats the elements accept, converted to the packed RGB8 that
 //! alignment and the detectors read, and to the grey plane the Haar detector reads.
 //!

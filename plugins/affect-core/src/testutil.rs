@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Helpers for tests that compare against peer libraries run in Python (librosa, numpy).
 //! Public so that the integration tests of every crate find the same interpreter.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! IoU tracker: gives the faces of successive frames stable ids.
 //!
 //! Each detector frame ([`IouTracker::update`]) matches detections to live tracks greedily by

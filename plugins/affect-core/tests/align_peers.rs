@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The alignment transform equals skimage's `SimilarityTransform.estimate` and the warp equals
 //! OpenCV's `warpAffine(..., INTER_LINEAR)`, both computed in the test.
 

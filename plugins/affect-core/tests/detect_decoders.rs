@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Each detector layout decoded from output tensors built here: known faces are planted at
 //! known cells, encoded forward as the layout defines, and must come back within 1e-3 pixels.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A detector's input tensor filled from a frame against the same tensor built with OpenCV:
 //! `cv2.resize(INTER_LINEAR)` of the frame (as float, so no fixed-point rounding) onto a
 //! zero canvas at the letterbox offset, channels reordered, normalised, transposed to CHW.

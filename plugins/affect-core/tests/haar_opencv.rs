@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The Haar detector against OpenCV's `CascadeClassifier.detectMultiScale` on a real
 //! photograph: scikit-image's `astronaut.png` (Eileen Collins, 512x512) with Debian's
 //! `haarcascade_frontalface_default.xml`.

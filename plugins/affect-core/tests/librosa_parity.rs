@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The log-mel spectrogram equals librosa's, computed in the test from the same signals.
 
 use affect_core::melspec::{MelConfig, MelNorm, MelScale, MelSpectrogram, WindowKind};

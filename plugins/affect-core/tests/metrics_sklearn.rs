@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The ABAW metrics equal scikit-learn's `f1_score` / `accuracy_score` and a float64 CCC
 //! computed by numpy in the test, on random data.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Face detectors on real photographs at 640x480, 1280x720 and 1920x1080, one core each:
 //! the Haar cascade, MTCNN on the full frame and MTCNN on the element's default copy (a quarter
 //! of the width, at least 320, for frames wider than 640), against OpenCV's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectinfer` throughput and latency against the bare ONNX Runtime session running the
 //! same batches of the same preprocessed faces, in the same run (see `gstaffect::bench`).
 //!

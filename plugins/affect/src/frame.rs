@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Raw video frames as affect-core reads them: the plane layout of the negotiated caps and of
 //! each buffer.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! GStreamer plugin `affect`: audio-visual affect analysis elements.
 //!
 //! - `affectanalysisbin`: the whole analysis of any file or stream (decodebin, face crop,

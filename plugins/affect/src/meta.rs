@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The metadata the elements exchange: faces are `GstVideoRegionOfInterestMeta` of roi type
 //! `face`, whose `id` is the track id, carrying an `affect-face` parameter structure
 //! (`track-id`, `score`, and `landmarks` = 10 doubles x1,y1..x5,y5 in frame pixels, ArcFace

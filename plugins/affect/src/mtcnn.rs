@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The MTCNN networks (`mtcnn-{pnet,rnet,onet}.onnx`, made by `affect-train import mtcnn`)
 //! run through ONNX Runtime for [`affect_core::detect::mtcnn`], and where their files are
 //! found when no folder is given.

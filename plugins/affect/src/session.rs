@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! ONNX Runtime for the elements: the one process-wide environment (the library is loaded at
 //! run time, from `ORT_DYLIB_PATH` or the system loader path where the set-up installs it) and
 //! sessions opened with the execution provider a user asked for.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectanalysisbin`: the whole analysis of a file, whatever streams the file has.
 
 mod common;

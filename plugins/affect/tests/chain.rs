@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Models of partial head sets through `affectinfer`, alone and chained on the same faces: the
 //! imported FER2013 model against Keras on real face crops, the synthetic-world model followed
 //! by the FER model on a synthetic video (each head equal to its model alone, the tables read

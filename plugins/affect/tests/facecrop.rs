@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectfacecrop` against OpenCV and scikit-image, and under the stream events users meet.
 
 mod common;

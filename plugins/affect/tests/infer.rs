@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectinfer` against Python's onnxruntime on independently cut crops, audio-visual
 //! synchronisation, recurrent state, sharing one session, and every way a model can be wrong.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectinfer` and `affectspectro` as live capture runs them: live sources at 25 fps with
 //! 10-20 ms audio buffers, audio that is late, silent or absent, and the latency they answer.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectfacecrop detector=mtcnn` on real photographs against facenet-pytorch's own
 //! `MTCNN.detect` (the networks' source, run in the test with the same thresholds), its crops
 //! against scikit-image's `SimilarityTransform` + `cv2.warpAffine`, and its errors.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectoverlay`: which pixels change (the boxes and the label panels under them, nothing
 //! else) in packed RGB and planar/semi-planar YUV, untouched frames without faces, the box
 //! colour and place, what each part adds, the overlay meta path, and a preview image.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectsink`: the rows it writes against the results attached to the buffers (parsed back
 //! with an RFC 4180 reader, serde_json and Python's csv module), and how it treats existing
 //! files, full disks, label changes and streams without faces.

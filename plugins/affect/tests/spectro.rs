@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectspectro` against librosa and against itself under every way a stream can arrive.
 
 mod common;

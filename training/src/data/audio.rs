@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Audio of a video for any frame: decoded through GStreamer (`filesrc ! decodebin !
 //! audioconvert ! audioresample ! appsink` at 16 kHz F32 mono), turned into the affect-core
 //! log-mel spectrogram (the same function the `affectspectro` element runs), and cut into the

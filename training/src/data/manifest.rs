@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A generic CSV manifest for data sets not laid out as Aff-Wild2.
 //!
 //! The first line names the columns; `path` is required, the others optional and in any

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Reading data laid out as Aff-Wild2 (ABAW) is: annotation files per task and split,
 //! `cropped_aligned` crops, the videos for audio. Also a plain CSV manifest for other sets.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A small builder of ONNX graphs: named values, constant initializers and nodes, written
 //! by the layers of [`crate::model`] from their trained weights.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! ONNX export: the graph builder and `onnx.proto` messages every exported file is written
 //! with, and (with the `torch` feature) the export of a trained network: the graph written from
 //! the weights (batch norm folded into convolutions, softmax/sigmoid/tanh inside the graph),

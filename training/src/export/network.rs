@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Export of a trained [`AffectNet`].
 
 use std::collections::BTreeMap;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The messages of `onnx.proto` that a model file needs, with their field numbers, encoded
 //! through `prost` (no protoc at build time).
 

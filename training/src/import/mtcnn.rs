@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! MTCNN (Zhang et al. 2016) from the weights PyPI's `facenet-pytorch` wheel ships
 //! (`facenet_pytorch/data/{pnet,rnet,onet}.pt`, MIT licence): the three networks written as
 //! ONNX files with the layers of facenet-pytorch's `PNet`, `RNet` and `ONet` modules.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Reader of PyTorch's legacy `torch.save` format (the one before the zip archive, used by
 //! files saved with PyTorch < 1.6 and still read by `torch.load`), for the state dicts of
 //! float tensors that pretrained-weight files hold.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Face backbones: ResNet-18/50, VGG-16 (VGGFace layout), SphereFace-20 and a
 //! MobileFaceNet-style network, each ending in a linear embedding of size `embedding`.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Layers that both run in libtorch and write themselves into an ONNX graph from their
 //! weights, so that the exported file computes what the trained network computes.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The multi-task affect networks: a face backbone, optionally an audio branch fused with it
 //! (A/V-MT) and a GRU over frames (CNN-RNN), and three heads — valence/arousal (tanh), AUs
 //! (sigmoid), expressions (softmax, or ArcFace cosine logits for the MT-Arc variants).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A voice-like signal for each video: harmonics of a glottal pitch shaped by moving vowel
 //! formants, spoken in syllables with pauses between turns. Arousal raises loudness, pitch and
 //! pitch variability; valence tilts the spectrum brighter. The speaker's labels at each

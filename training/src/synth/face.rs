@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A procedural face: identity (what stays the same for a person), pose, and the 12 action
 //! unit intensities that move its parts. Geometry lives in face-local units (half the head's
 //! width = 1, y down, origin between eyes and mouth); a pose places it in the frame.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Writes a Matroska file with MJPEG video and 16-bit PCM audio through GStreamer:
 //! `appsrc (RGB) ! videoconvert ! jpegenc ! matroskamux ! filesink` with a second `appsrc`
 //! (S16LE mono) into the same muxer.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The synthetic affect world, written out exactly as Aff-Wild2 (ABAW) is laid out:
 //!
 //! ```text

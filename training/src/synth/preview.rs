@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A contact sheet of synthetic faces with their labels, so a person can see what the world
 //! looks like: one column per expression, one row per person, aligned crops as a model sees
 //! them, each captioned with expression, valence/arousal and the AUs that occur.

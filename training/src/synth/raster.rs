@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Anti-aliased drawing on an RGB8 canvas. Every shape is a signed distance function in pixels
 //! (negative inside); a pixel's coverage is `clamp(0.5 - distance, 0, 1)`, which gives one
 //! pixel of smooth edge at any scale without supersampling.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The synthetic affect world: who is in a video, what they express when, how they move, and
 //! the labels that follow. Everything is a pure function of the seed and the video index.
 

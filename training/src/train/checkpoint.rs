@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Checkpoints: a folder holding `model.safetensors` (the network's variables),
 //! `optimizer.safetensors` (AdamW moments) and `checkpoint.json` (network configuration,
 //! progress, provenance), so that a checkpoint alone rebuilds, resumes and exports.

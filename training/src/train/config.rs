@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The training configuration file (TOML). Unknown keys are errors, so a misspelt key is
 //! named instead of silently ignored. Relative paths are relative to the working directory.
 

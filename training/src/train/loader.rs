@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The data loader: clips of consecutive annotated frames per face track, decoded, augmented
 //! and normalised on worker threads while the network trains on the previous batch.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Training (`affect-train train --config FILE`): AdamW with warm-up and cosine decay, the
 //! masked multi-task loss, validation with the ABAW metrics after each epoch, `best/` and
 //! `last/` checkpoints, resuming from `last/`, and a JSON-lines log.

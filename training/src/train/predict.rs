@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Predictions of a network over a split, written as the prediction CSV that
 //! `affect-train eval` scores. Temporal networks run as a pipeline runs them: frame by frame
 //! along each face track, the recurrent state carried from one frame to the next.

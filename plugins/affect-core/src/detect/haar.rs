@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Viola-Jones face detection with OpenCV's Haar cascades, needing no model download: Debian's
 //! `opencv-data` installs `haarcascade_frontalface_default.xml` at [`DEBIAN_FRONTAL_FACE`].
 //!

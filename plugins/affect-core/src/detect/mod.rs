@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Face detection shared by the `affectfacecrop` element: the common result type, non-maximum
 //! suppression, the letterbox/resize that maps model-input coordinates back to frame pixels,
 //! the input preprocessing each detector expects, recognition of a detector's output layout

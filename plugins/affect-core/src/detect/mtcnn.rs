@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! MTCNN face detection (Zhang et al., "Joint Face Detection and Alignment using Multi-task
 //! Cascaded Convolutional Networks", 2016): boxes and five landmarks from three small networks.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! SCRFD (insightface), decoded as insightface's `scrfd.py` does.
 //!
 //! Per stride `s` (8, 16, 32 with two anchors per cell, or 8..128 with one) three outputs:

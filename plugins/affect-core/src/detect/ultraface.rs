@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! UltraFace (Ultra-Light-Fast-Generic-Face-Detector-1MB, `version-RFB-320` and `-640`).
 //!
 //! Two outputs: `scores` `[1, N, 2]` (softmax, column 1 is "face") and `boxes` `[1, N, 4]`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! YuNet (OpenCV zoo `face_detection_yunet_2023mar`), as OpenCV's `FaceDetectorYN` decodes it.
 //!
 //! Twelve outputs named `cls_{s}`, `obj_{s}`, `bbox_{s}`, `kps_{s}` for strides `s` = 8, 16,

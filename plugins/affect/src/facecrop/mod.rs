@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectfacecrop`: finds, tracks and aligns faces in any video.
 //!
 //! ```text

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Measures `affectinfer` against the bare ONNX Runtime session running the same batches of
 //! the same preprocessed faces, in the same process and run: throughput (faces/s) with every
 //! frame pushed as fast as the element takes it, and per-frame latency with frames paced at a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectinfer`: synchronised audio-visual multi-task inference through ONNX Runtime.
 //!
 //! ```text

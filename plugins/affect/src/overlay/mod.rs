@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectoverlay`: draws what the affect elements know of each face onto the video.
 //!
 //! ```text

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectsink`: writes the faces and results of every frame to a file, one row per face per
 //! frame, as CSV in OpenFace's column style or as JSON lines.
 //!

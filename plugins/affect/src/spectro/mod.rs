@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! `affectspectro`: raw audio in, log-mel spectrogram frames out.
 //!
 //! ```text

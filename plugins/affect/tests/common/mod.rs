@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Set-up shared by the element tests.
 
 use std::path::{Path, PathBuf};
