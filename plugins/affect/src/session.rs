@@ -2,6 +2,13 @@
 //! ONNX Runtime for the elements: the one process-wide environment (the library is loaded at
 //! run time, from `ORT_DYLIB_PATH` or the system loader path where the set-up installs it) and
 //! sessions opened with the execution provider a user asked for.
+//!
+//! Every session of the process (the face detector's networks, every model of every
+//! `affectinfer`, in every pipeline) runs its operators on one global thread pool of the
+//! environment, sized to the machine or to `AFFECT_THREADS`, whose threads do not spin while
+//! they wait: sessions with pools of their own would each spin for the same cores. A session
+//! opened with `intra_op_threads` set (an element's `intra-op-threads`) keeps a pool of its own
+//! of that size.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +22,23 @@ use ort::value::ValueType;
 /// Library file loaded when `ORT_DYLIB_PATH` is not set; the set-up puts its folder on the
 /// system loader path.
 const DEFAULT_ORT_LIBRARY: &str = "libonnxruntime.so";
+
+/// Environment variable with the number of threads of the process's ONNX Runtime pool.
+pub const THREADS_VARIABLE: &str = "AFFECT_THREADS";
+
+/// The threads of the process's ONNX Runtime pool: `AFFECT_THREADS` when it holds a positive
+/// number, else the cores this process may run on.
+pub fn thread_budget() -> Result<usize, String> {
+    match std::env::var(THREADS_VARIABLE) {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "{THREADS_VARIABLE}={v:?} is not a positive number of threads"
+            )),
+        },
+        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
 
 /// Where inference runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,7 +60,7 @@ impl std::fmt::Display for Provider {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SessionOptions {
     pub provider: Provider,
-    /// Threads of one operator; 0 lets ONNX Runtime choose.
+    /// Threads of a pool of the session's own; 0 runs it on the process's shared pool.
     pub intra_op_threads: usize,
     /// Run on the CPU, with a warning, when the asked-for provider cannot be used.
     pub fallback_to_cpu: bool,
@@ -56,8 +80,15 @@ pub fn environment() -> Result<&'static Environment, String> {
                 library.display()
             )
         })?;
+        let threads = thread_budget()?;
+        let pool = ort::environment::GlobalThreadPoolOptions::default()
+            .with_intra_threads(threads)
+            .and_then(|o| o.with_inter_threads(1))
+            .and_then(|o| o.with_spin_control(false))
+            .map_err(|e| format!("cannot configure ONNX Runtime's thread pool: {e}"))?;
         builder
             .with_name("affect")
+            .with_global_thread_pool(pool)
             .build()
             .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))
     })
@@ -81,7 +112,8 @@ pub fn open(path: &Path, options: &SessionOptions) -> Result<(Session, Provider)
             Session::builder(env).map_err(|e| format!("cannot create a session builder: {e}"))?;
         if options.intra_op_threads > 0 {
             builder = builder
-                .with_intra_threads(options.intra_op_threads)
+                .with_independent_thread_pool()
+                .and_then(|b| b.with_intra_threads(options.intra_op_threads))
                 .map_err(|e| {
                     format!(
                         "cannot set {} intra-op threads: {e}",

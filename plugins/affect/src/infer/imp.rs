@@ -656,7 +656,7 @@ impl ObjectImpl for AffectInfer {
                     .build(),
                 glib::ParamSpecUInt::builder("intra-op-threads")
                     .nick("Intra-op threads")
-                    .blurb("Threads of one operator (0: ONNX Runtime's choice)")
+                    .blurb("Threads of a pool of this model's own (0: the process's one ONNX Runtime pool, shared by every session, sized to the machine or AFFECT_THREADS)")
                     .default_value(DEFAULT_INTRA_OP_THREADS)
                     .mutable_ready()
                     .build(),
