@@ -111,15 +111,17 @@ pub fn open(path: &Path, options: &SessionOptions) -> Result<(Session, Provider)
         let mut builder =
             Session::builder(env).map_err(|e| format!("cannot create a session builder: {e}"))?;
         if options.intra_op_threads > 0 {
+            let threads_error = |e: ort::Error<_>| {
+                format!(
+                    "cannot set {} intra-op threads: {e}",
+                    options.intra_op_threads
+                )
+            };
             builder = builder
                 .with_independent_thread_pool()
-                .and_then(|b| b.with_intra_threads(options.intra_op_threads))
-                .map_err(|e| {
-                    format!(
-                        "cannot set {} intra-op threads: {e}",
-                        options.intra_op_threads
-                    )
-                })?;
+                .map_err(threads_error)?
+                .with_intra_threads(options.intra_op_threads)
+                .map_err(threads_error)?;
         }
         if let Provider::Cuda { device_id } = provider {
             builder = builder
