@@ -220,33 +220,6 @@ for v, t in turns.items():
     grace
 }
 
-/// Writes the rotation matrix of `degrees` (clockwise, for display) into the first track
-/// header of the QuickTime/MP4 file `path`, as phones store their orientation.
-fn set_mp4_rotation(path: &Path, degrees: u32) {
-    let mut b = std::fs::read(path).unwrap();
-    let at = b.windows(4).position(|w| w == b"tkhd").expect("a tkhd box");
-    let version = b[at + 4];
-    let times = if version == 1 {
-        8 + 8 + 4 + 4 + 8
-    } else {
-        4 + 4 + 4 + 4 + 4
-    };
-    // version/flags, times, track id, duration, reserved, layer, group, volume, reserved
-    let matrix = at + 4 + 4 + times + 8 + 8;
-    let one = 1i32 << 16;
-    let (a, bb, c, d) = match degrees {
-        0 => (one, 0, 0, one),
-        90 => (0, one, -one, 0),
-        180 => (-one, 0, 0, -one),
-        270 => (0, -one, one, 0),
-        _ => unreachable!(),
-    };
-    for (k, v) in [a, bb, 0, c, d, 0, 0, 0, 1 << 30].iter().enumerate() {
-        b[matrix + 4 * k..matrix + 4 * k + 4].copy_from_slice(&v.to_be_bytes());
-    }
-    std::fs::write(path, b).unwrap();
-}
-
 /// A 1 s clip of the photograph `photo`, its frames stored turned by `flip` (a videoflip
 /// video-direction), tagged with the rotation `degrees` that displays it upright. The frames
 /// are JPEG at quality 100 without chroma subsampling: turned frames lose the same little.
@@ -259,7 +232,7 @@ fn phone_video(photo: &Path, out: &Path, flip: &str, degrees: u32) {
         photo.display(),
         out.display()
     ));
-    set_mp4_rotation(out, degrees);
+    affect_core::testutil::set_quicktime_rotation(out, degrees);
 }
 
 /// One face of a table's row: box (x, y, width, height), valence/arousal and the five

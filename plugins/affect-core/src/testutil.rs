@@ -99,3 +99,27 @@ pub const CSV_LEADING_COLUMNS: [&str; 12] = [
     "arousal",
     "expression",
 ];
+
+/// Writes the display rotation `degrees` (0, 90, 180 or 270, clockwise) into the matrix of the
+/// first track header (`tkhd`) of the QuickTime/MP4 file at `path`, as phones store their
+/// orientation; GStreamer's demuxer reads it back as the `image-orientation` tag.
+pub fn set_quicktime_rotation(path: &std::path::Path, degrees: u32) {
+    let mut b = std::fs::read(path).unwrap();
+    let at = b.windows(4).position(|w| w == b"tkhd").expect("a tkhd box");
+    // version and flags, times (64-bit in version 1), track id, reserved, duration,
+    // reserved, layer, alternate group, volume, reserved: then the 3x3 matrix.
+    let times = if b[at + 4] == 1 { 32 } else { 20 };
+    let matrix = at + 4 + 4 + times + 8 + 8;
+    let one = 1i32 << 16;
+    let (a, bb, c, d) = match degrees {
+        0 => (one, 0, 0, one),
+        90 => (0, one, -one, 0),
+        180 => (-one, 0, 0, -one),
+        270 => (0, -one, one, 0),
+        _ => panic!("{degrees} is not a quarter turn"),
+    };
+    for (k, v) in [a, bb, 0, c, d, 0, 0, 0, 1 << 30].iter().enumerate() {
+        b[matrix + 4 * k..matrix + 4 * k + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}

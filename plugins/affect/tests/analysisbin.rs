@@ -435,25 +435,6 @@ fn proxied_properties_are_those_of_the_inner_elements() {
     assert!(bin.property::<bool>("apply-orientation"));
 }
 
-/// Writes the rotation `degrees` (clockwise, for display) into the first track header of the
-/// QuickTime file `path`, as phones store it.
-fn set_rotation(path: &Path, degrees: i32) {
-    let mut b = std::fs::read(path).unwrap();
-    let at = b.windows(4).position(|w| w == b"tkhd").expect("a tkhd box");
-    let times = if b[at + 4] == 1 { 32 } else { 20 };
-    let matrix = at + 4 + 4 + times + 8 + 8;
-    let one = 1i32 << 16;
-    let (a, bb, c, d) = match degrees {
-        90 => (0, one, -one, 0),
-        270 => (0, -one, one, 0),
-        _ => unreachable!(),
-    };
-    for (k, v) in [a, bb, 0, c, d, 0, 0, 0, 1 << 30].iter().enumerate() {
-        b[matrix + 4 * k..matrix + 4 * k + 4].copy_from_slice(&v.to_be_bytes());
-    }
-    std::fs::write(path, b).unwrap();
-}
-
 #[test]
 fn a_rotated_video_comes_out_upright_untagged_and_the_bin_says_what_it_found() {
     let dir = scratch_dir("bin-rotated");
@@ -468,7 +449,7 @@ fn a_rotated_video_comes_out_upright_untagged_and_the_bin_says_what_it_found() {
          qtmux name=mux ! filesink location={}",
         file.display()
     ));
-    set_rotation(&file, 90);
+    affect_core::testutil::set_quicktime_rotation(&file, 90);
     let pipeline = gst::parse::launch(&format!(
         "filesrc location={} ! affectanalysisbin model={} detector=full-frame \
          ! appsink name=sink sync=false",
