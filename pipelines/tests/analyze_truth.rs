@@ -8,29 +8,15 @@
 #[path = "../../plugins/affect/tests/common/mod.rs"]
 #[allow(dead_code)]
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use affect_core::testutil::{run_python, scratch_dir};
-
-const EXIT_REQUEUE: i32 = 75;
-
-fn affect(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_affect"))
-        .args(args)
-        .output()
-        .unwrap();
-    println!(
-        "$ affect {}\n{}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
+use support::{EXIT_REQUEUE, files};
 
 /// Runs a `gst-launch-1.0` line that writes a file.
 fn launch(description: &str) {
@@ -41,18 +27,6 @@ fn launch(description: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "{description}");
-}
-
-fn files(out: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(out)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 /// The one output of `out` whose name starts with `<stem>-` and ends with `suffix`.
@@ -145,16 +119,19 @@ fn streams_of_different_lengths_are_complete_and_a_cut_file_is_not() {
 
     let out = dir.join("out");
     let o = out.to_str().unwrap();
-    let output = affect(&[
-        "analyze",
-        long_audio.to_str().unwrap(),
-        late_video.to_str().unwrap(),
-        cut.to_str().unwrap(),
-        "--detector",
-        "full-frame",
-        "-o",
-        o,
-    ]);
+    let output = support::affect(
+        &[
+            "analyze",
+            long_audio.to_str().unwrap(),
+            late_video.to_str().unwrap(),
+            cut.to_str().unwrap(),
+            "--detector",
+            "full-frame",
+            "-o",
+            o,
+        ],
+        &[],
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "the cut file is incomplete");
     let line = |name: &str| {
@@ -316,7 +293,7 @@ fn phone_videos_and_exif_photographs_are_analysed_upright() {
     args.extend(inputs.iter().map(|p| p.display().to_string()));
     args.extend(["-o".into(), out.display().to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = affect(&args);
+    let output = support::affect(&args, &[]);
     assert!(output.status.success());
 
     let video = faces(&output_of(&out, "upright", ".csv"));
@@ -341,13 +318,16 @@ fn phone_videos_and_exif_photographs_are_analysed_upright() {
 
     // Turned off, the stored frames are analysed as they are: the box is in coded pixels.
     let raw = dir.join("raw");
-    let output = affect(&[
-        "analyze",
-        inputs[2].to_str().unwrap(),
-        "--ignore-orientation",
-        "-o",
-        raw.to_str().unwrap(),
-    ]);
+    let output = support::affect(
+        &[
+            "analyze",
+            inputs[2].to_str().unwrap(),
+            "--ignore-orientation",
+            "-o",
+            raw.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(output.status.success());
     let s = summary(&raw, "rotate-90");
     assert_eq!(s["orientation_applied"], false);
@@ -499,7 +479,7 @@ fn two_processes_share_an_output_folder_and_a_killed_one_blocks_nothing() {
         files(&killed_out)
     );
     let args = analyse_long(&killed_out);
-    let rerun = affect(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let rerun = support::affect(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     assert!(rerun.status.success());
     assert!(
         String::from_utf8_lossy(&rerun.stdout)
@@ -515,16 +495,19 @@ fn a_model_without_results_fails_and_says_why() {
     let inputs = clips(&dir, 1, 10);
     let model = common::build_model(&dir, "nan.onnx", r#"{"size": 32, "break": "nan"}"#);
     let out = dir.join("out");
-    let output = affect(&[
-        "analyze",
-        inputs[0].to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--detector",
-        "full-frame",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let output = support::affect(
+        &[
+            "analyze",
+            inputs[0].to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--detector",
+            "full-frame",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout
@@ -586,12 +569,15 @@ fn analyze_and_gst_launch_with_the_bin_write_the_same_table() {
     let clip = dir.join("grace.mov");
     phone_video(&photographs(&dir), &clip, "identity", 0);
     let out = dir.join("out");
-    let output = affect(&[
-        "analyze",
-        clip.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let output = support::affect(
+        &[
+            "analyze",
+            clip.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(output.status.success());
     let by_launch = dir.join("launch.csv");
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/affect-default.onnx");

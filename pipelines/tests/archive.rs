@@ -5,31 +5,17 @@
 //! input analysed once under a stable id, and `affect merge` gathers the tables into one
 //! Parquet file that pandas, pyarrow and polars read.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use affect_core::testutil::{run_python, scratch_dir};
 use affect_train::synth::{self, SynthConfig};
-
-const EXIT_REQUEUE: i32 = 75;
-
-fn affect(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_affect"))
-        .args(args)
-        .envs(envs.iter().copied())
-        .output()
-        .unwrap();
-    println!(
-        "$ affect {}\n{}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
+use support::{EXIT_REQUEUE, affect, files};
 
 /// `n` synthetic clips of `seconds` (one face, 15 fps, 320x240), named `clip-<i>.mkv`.
 fn clips(dir: &Path, n: usize, seconds: f32, seed: u64) -> Vec<PathBuf> {
@@ -55,17 +41,6 @@ fn clips(dir: &Path, n: usize, seconds: f32, seed: u64) -> Vec<PathBuf> {
             to
         })
         .collect()
-}
-
-/// Every file of `out`, by name.
-fn files(out: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(out)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn tables(out: &Path) -> Vec<String> {

@@ -116,16 +116,6 @@ fn orientation_of(tags: &gst::TagListRef) -> Option<String> {
         .map(|v| v.get().to_string())
 }
 
-/// A sink that takes whatever comes, waiting neither for the clock nor for a preroll: a
-/// sparse stream (subtitles) or a drain must hold nothing up.
-fn discarding_sink() -> Result<gst::Element, String> {
-    gst::ElementFactory::make("fakesink")
-        .property("sync", false)
-        .property("async", false)
-        .build()
-        .map_err(|_| "the element fakesink is missing (GStreamer core)".to_string())
-}
-
 fn make(factory: &str) -> Result<gst::Element, String> {
     gst::ElementFactory::make(factory)
         .build()
@@ -347,7 +337,13 @@ impl AffectAnalysisBin {
             media,
             pad.name()
         );
-        let sink = discarding_sink()?;
+        // Neither waiting for the clock nor for a preroll: a sparse stream (subtitles) must
+        // hold nothing up.
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("sync", false)
+            .property("async", false)
+            .build()
+            .map_err(|_| "the element fakesink is missing (GStreamer core)".to_string())?;
         self.link_branch(pad, vec![sink], None)
     }
 
