@@ -7,7 +7,7 @@ use std::path::Path;
 
 use affect_core::testutil::scratch_dir;
 use affect_e2e::{attach_truth, init, run_to_eos, synthetic_set};
-use affect_train::synth::{self, FrameTruth};
+use affect_synth::{self as synth, FrameTruth};
 use gst::prelude::*;
 use gstaffect::meta::{self, Face};
 

@@ -13,10 +13,10 @@ use affect_core::detect::iou;
 use affect_core::labels::{EXPRESSION_LABELS, N_AUS, N_EXPRESSIONS};
 use affect_core::testutil::scratch_dir;
 use affect_e2e::{attach_truth, init, run_to_eos, synthetic_set};
-use affect_train::data::{AffWild2, Split};
-use affect_train::eval::EvalReport;
+use affect_synth::data::{AffWild2, Split};
+use affect_synth::eval::EvalReport;
+use affect_synth::{self as synth, FrameTruth};
 use affect_train::onnx_predict::{self, FramePrediction, OnnxModel, Predictions};
-use affect_train::synth::{self, FrameTruth};
 use gst::prelude::*;
 use gstaffect::meta;
 
@@ -112,7 +112,7 @@ fn element_predictions(
 
 /// Uniformly random answers for every annotated frame: what chance scores.
 fn chance_predictions(data: &AffWild2) -> Predictions {
-    let mut rng = affect_train::rng::Rng::new(12345);
+    let mut rng = affect_synth::rng::Rng::new(12345);
     let mut preds = Predictions::new();
     for split in SPLITS {
         for name in data.names(split).unwrap() {

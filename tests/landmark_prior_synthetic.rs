@@ -13,7 +13,7 @@ use affect_core::detect::{iou, nms};
 use affect_core::landmark_prior::{BoxLandmarkPrior, normalized_mean_error};
 use affect_core::testutil::scratch_dir;
 use affect_e2e::{init, run_to_eos};
-use affect_train::synth::{self, SynthConfig, raster::Canvas};
+use affect_synth::{self as synth, SynthConfig, raster::Canvas};
 use gst::prelude::*;
 
 /// Seeds the constants were fitted on; the tests use others.

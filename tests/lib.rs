@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Once};
 
-use affect_train::synth::{self, FrameTruth, SynthConfig};
-use affect_train::testutil;
+use affect_synth::testutil;
+use affect_synth::{self as synth, FrameTruth, SynthConfig};
 use gst::prelude::*;
 use gstaffect::meta::Face;
 

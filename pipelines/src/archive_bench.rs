@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use affect_train::synth::{self, SynthConfig};
+use affect_synth::{self as synth, SynthConfig};
 
 use crate::archive::Source;
 use crate::pipeline::{Detector, ElementOptions, Format, Job, ModelStage};

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MPL-2.0
 //! `affect demo`: the whole analysis on a generated talking-face clip with known ground truth.
 //!
-//! 1. The synthetic affect world (`affect_train::synth`) writes one clip of one person
+//! 1. The synthetic affect world (`affect_synth`) writes one clip of one person
 //!    talking (MJPEG + voice in Matroska) with its ground truth, laid out as Aff-Wild2 is.
 //! 2. The clip goes through the real pipeline ([`crate::pipeline`]): Haar faces, the
 //!    default model with the voice's spectrogram, `affectsink` CSV and JSONL, and
 //!    `affectoverlay` into a VP8/WebM video.
 //! 3. The results are plotted (`timeline.png`) and scored the ABAW way against the ground
-//!    truth through `affect_train::eval`, and compared with [`SCORE_MINIMA`].
+//!    truth through `affect_synth::eval`, and compared with [`SCORE_MINIMA`].
 
 use std::fs;
 use std::io::Write;
@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use affect_core::labels::N_AUS;
-use affect_train::data::AffWild2;
-use affect_train::eval::{self, EvalReport};
-use affect_train::synth::{self, FrameTruth, SynthConfig};
+use affect_synth::data::AffWild2;
+use affect_synth::eval::{self, EvalReport};
+use affect_synth::{self as synth, FrameTruth, SynthConfig};
 use serde::Serialize;
 
 use crate::pipeline::{self, Detector, Format, FrameRecord, Job, Outcome};

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::SystemTime;
 
 use affect_core::testutil::scratch_dir;
-use affect_train::synth::{self, SynthConfig};
+use affect_synth::{self as synth, SynthConfig};
 
 fn analyze(args: &[&str], inputs: &[&Path], out: &Path) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_affect"))

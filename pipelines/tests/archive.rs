@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use affect_core::testutil::{run_python, scratch_dir};
-use affect_train::synth::{self, SynthConfig};
+use affect_synth::{self as synth, SynthConfig};
 use support::{EXIT_REQUEUE, affect, files};
 
 /// `n` synthetic clips of `seconds` (one face, 15 fps, 320x240), named `clip-<i>.mkv`.

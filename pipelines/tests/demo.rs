@@ -10,7 +10,7 @@ use affect_cli::demo::{MIN_COVERAGE, SCORE_MINIMA};
 use affect_core::labels::EXPRESSION_LABELS;
 use affect_core::metrics;
 use affect_core::testutil::{CSV_LEADING_COLUMNS, scratch_dir};
-use affect_train::{synth, testutil};
+use affect_synth::{self as synth, testutil};
 use gst::prelude::*;
 
 /// Decodes a video file and returns (frames, width, height).

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use affect_core::testutil::{python, scratch_dir};
-use affect_train::synth::{self, SynthConfig};
+use affect_synth::{self as synth, SynthConfig};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use affect_core::testutil::scratch_dir;
-use affect_train::synth::{self, SynthConfig};
+use affect_synth::{self as synth, SynthConfig};
 use gst::prelude::*;
 
 fn script(name: &str) -> PathBuf {

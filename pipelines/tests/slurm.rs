@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use affect_core::testutil::{run_python, scratch_dir};
-use affect_train::synth::{self, SynthConfig};
+use affect_synth::{self as synth, SynthConfig};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

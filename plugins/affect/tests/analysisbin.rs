@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use affect_core::testutil::scratch_dir;
-use affect_train::testutil;
+use affect_synth::testutil;
 use common::{build_model, init};
 use gst::glib;
 use gst::prelude::*;

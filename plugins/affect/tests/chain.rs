@@ -9,8 +9,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use affect_core::testutil::{run_python, scratch_dir};
-use affect_train::synth::{self, SynthConfig};
-use affect_train::testutil;
+use affect_synth::testutil;
+use affect_synth::{self as synth, SynthConfig};
 use common::init;
 use gst::prelude::*;
 use gstaffect::meta::{AffectResult, analysed_faces};

@@ -8,7 +8,7 @@ use common::{build_model, init};
 use std::path::Path;
 
 use affect_core::testutil::{read_f32, run_python, scratch_dir};
-use affect_train::testutil;
+use affect_synth::testutil;
 use gst::prelude::*;
 use gst_check::Harness;
 use gst_video::VideoRegionOfInterestMeta;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use affect_core::testutil::scratch_dir;
-use affect_train::testutil;
+use affect_synth::testutil;
 use common::{build_model, init};
 use gst::prelude::*;
 use gstaffect::meta::analysed_faces;

@@ -486,10 +486,10 @@ fn attaches_the_composition_when_downstream_takes_it() {
 /// Draws two synthetic faces with results, writes `target/overlay-preview.png` to look at.
 #[test]
 fn renders_a_preview_of_synthetic_faces() {
-    use affect_train::rng::Rng;
-    use affect_train::synth::face::{self, Identity, Lighting, Pose};
-    use affect_train::synth::raster::Canvas;
-    use affect_train::synth::world::{CIRCUMPLEX, PROTOTYPES};
+    use affect_synth::face::{self, Identity, Lighting, Pose};
+    use affect_synth::raster::Canvas;
+    use affect_synth::rng::Rng;
+    use affect_synth::world::{CIRCUMPLEX, PROTOTYPES};
 
     let (w, h) = (640u32, 400u32);
     let mut canvas = Canvas::new(w, h);

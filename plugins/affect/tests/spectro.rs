@@ -237,10 +237,10 @@ fn live_source_with_10_and_20_ms_buffers_gives_every_frame() {
                 }
                 gst::PadProbeReturn::Ok
             });
-        let sink = affect_train::testutil::play(&pipeline);
+        let sink = affect_synth::testutil::play(&pipeline);
         let mut frames = Vec::new();
         let mut stamps = Vec::new();
-        for sample in affect_train::testutil::samples(&sink, gst::ClockTime::from_seconds(10)) {
+        for sample in affect_synth::testutil::samples(&sink, gst::ClockTime::from_seconds(10)) {
             let buf = sample.buffer().unwrap();
             let map = buf.map_readable().unwrap();
             frames.extend(

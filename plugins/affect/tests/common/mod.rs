@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use affect_train::testutil;
+use affect_synth::testutil;
 use gst::prelude::*;
 
 use affect_core::testutil::run_python;

@@ -1,6 +1,15 @@
 // SPDX-License-Identifier: MPL-2.0
-//! ABAW evaluation of a prediction file against the annotations of a data root (format in
-//! the crate documentation).
+//! ABAW evaluation of a prediction file against the annotations of a data root.
+//!
+//! # Prediction files (`affect-train eval --pred FILE`)
+//!
+//! CSV with the header
+//! `video,frame,valence,arousal,expression,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26`
+//! and one row per predicted frame: `video` is the annotation name (`<video>`,
+//! `<video>_left`, `<video>_right`), `frame` is 1-based as in the annotation files,
+//! `valence`/`arousal` are in [-1, 1], `expression` is a class index (0..7, ABAW order) or a
+//! class name, and each AU column is an occurrence probability or 0/1 (>= 0.5 counts as
+//! occurring). Every annotated frame of the evaluated split must have a row.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -4,10 +4,10 @@
 //! reports.
 
 use affect_core::labels::N_AUS;
-use affect_train::rng::Rng;
-use affect_train::synth::face::{self, Identity, Lighting, Pose, au};
-use affect_train::synth::raster::Canvas;
-use affect_train::synth::{SynthConfig, generate};
+use affect_synth::face::{self, Identity, Lighting, Pose, au};
+use affect_synth::raster::Canvas;
+use affect_synth::rng::Rng;
+use affect_synth::{SynthConfig, generate};
 
 const SIZE: u32 = 320;
 const BACKGROUND: [u8; 3] = [90, 120, 90];

@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use affect_train::data::{AffWild2, Split, load_crop};
-use affect_train::synth::{SynthConfig, generate};
+use affect_synth::data::{AffWild2, Split, load_crop};
+use affect_synth::{SynthConfig, generate};
 
 fn main() {
     let cfg = SynthConfig {

@@ -6,8 +6,8 @@
 
 use std::time::Instant;
 
-use affect_train::synth::raster::Canvas;
-use affect_train::synth::{SynthConfig, generate};
+use affect_synth::raster::Canvas;
+use affect_synth::{SynthConfig, generate};
 
 fn main() {
     let cfg = SynthConfig {

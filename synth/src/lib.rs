@@ -1,5 +1,11 @@
 // SPDX-License-Identifier: MPL-2.0
-//! The synthetic affect world, written out exactly as Aff-Wild2 (ABAW) is laid out:
+//! The synthetic affect world, the reader of data laid out as Aff-Wild2 ([`data`]) and ABAW
+//! evaluation ([`eval`]): what the tests, the `affect` command's demo and training measure
+//! themselves against, without the training crate.
+//!
+//! Real affect data (Aff-Wild2) is licensed per user, so the project makes its own ground
+//! truth: a world of procedurally drawn faces and voices with known valence/arousal, action
+//! units and expressions, written out exactly as Aff-Wild2 (ABAW) is laid out:
 //!
 //! ```text
 //! DIR/videos/<video>.mkv                      MJPEG + 16 kHz mono S16LE PCM, Matroska
@@ -16,10 +22,14 @@
 //! have no crop (as when a face detector misses). Everything is a function of the seed.
 
 pub mod audio;
+pub mod data;
+pub mod eval;
 pub mod face;
 pub mod mkv;
 pub mod preview;
 pub mod raster;
+pub mod rng;
+pub mod testutil;
 pub mod world;
 
 use std::io::{BufWriter, Write};
