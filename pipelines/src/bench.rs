@@ -7,7 +7,7 @@
 //! - aligned face crops (`affectfacecrop mode=crop`, `affectinfer`'s crops): crops/s vs a
 //!   plain copy of the face's box;
 //! - `affectinfer` vs the bare shared ONNX Runtime session on the same batches
-//!   (`gstaffect::bench`);
+//!   (`infer_bench`);
 //! - `affectoverlay`: cost per frame over the same pipeline without it, vs one plain copy
 //!   of the frame;
 //! - `affectsink`: rows/s vs the same rows formatted and written without GStreamer;
@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use affect_core::align::{RgbImage, crop_aligned};
+use affect_core::bench::try_best_of;
 use affect_core::melspec::{MelConfig, MelSpectrogram};
 use gst::prelude::*;
 use gstaffect::meta::{AffectResult, Face};
@@ -52,16 +53,6 @@ pub struct BenchOptions {
     pub elements: crate::pipeline::ElementOptions,
 }
 
-fn best_of<F: FnMut() -> Result<(), String>>(runs: usize, mut f: F) -> Result<Duration, String> {
-    let mut best = Duration::MAX;
-    for _ in 0..runs {
-        let t = Instant::now();
-        f()?;
-        best = best.min(t.elapsed());
-    }
-    Ok(best)
-}
-
 fn noise(n: usize) -> Vec<f32> {
     let mut state = 1u32;
     (0..n)
@@ -83,7 +74,7 @@ fn melspec(seconds: f64, runs: usize) -> Result<(), String> {
     let mut frame = vec![0.0f64; cfg.n_fft];
     let mut spectrum = fft.make_output_vec();
     let mut scratch = fft.make_scratch_vec();
-    let bare = best_of(runs, || {
+    let bare = try_best_of(runs, || {
         for k in 0..frames {
             let start = k * cfg.hop_length;
             for (f, &s) in frame.iter_mut().zip(&signal[start..start + cfg.n_fft]) {
@@ -97,7 +88,7 @@ fn melspec(seconds: f64, runs: usize) -> Result<(), String> {
     })?;
     let mut mel = MelSpectrogram::new(cfg.clone()).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(frames * cfg.n_mels);
-    let melspec = best_of(runs, || {
+    let melspec = try_best_of(runs, || {
         out.clear();
         black_box(mel.compute_into(&signal, &mut out));
         Ok(())
@@ -139,7 +130,7 @@ fn crops(count: usize, runs: usize) -> Result<(), String> {
         [340.0, 275.0],
     ];
     let mut crop = vec![0u8; (size * size * 3) as usize];
-    let copy = best_of(runs, || {
+    let copy = try_best_of(runs, || {
         for i in 0..count {
             let x0 = 250 + i % 8;
             for row in 0..size as usize {
@@ -152,7 +143,7 @@ fn crops(count: usize, runs: usize) -> Result<(), String> {
         }
         Ok(())
     })?;
-    let aligned = best_of(runs, || {
+    let aligned = try_best_of(runs, || {
         for _ in 0..count {
             crop_aligned(&image, &landmarks, size, &mut crop).map_err(|e| e.to_string())?;
             black_box(&crop);
@@ -196,9 +187,9 @@ fn infer(
         model.display()
     );
     let batch_size = elements.batch_size.map_or(16, |b| b as usize);
-    for mut scenario in gstaffect::bench::Scenario::standard(frames, batch_size) {
+    for mut scenario in crate::infer_bench::Scenario::standard(frames, batch_size) {
         scenario.provider = provider;
-        let t = gstaffect::bench::throughput(model, &scenario, rounds)?;
+        let t = crate::infer_bench::throughput(model, &scenario, rounds)?;
         println!(
             "  {:<22} bare {:>8.1} faces/s  element {:>8.1} faces/s  element/bare {:>5.2}",
             scenario.name,
@@ -284,17 +275,17 @@ fn pipeline_time(tail: &str, frames: usize) -> Result<Duration, String> {
 fn overlay_and_sink(frames: usize, runs: usize) -> Result<(), String> {
     let frame = vec![7u8; 640 * 480 * 4];
     let mut copy = vec![0u8; frame.len()];
-    let frame_copy = best_of(runs * 20, || {
+    let frame_copy = try_best_of(runs * 20, || {
         copy.copy_from_slice(black_box(&frame));
         black_box(&copy);
         Ok(())
     })?;
     // The first pipeline of the process pays for loading the plugins and caps set-up.
     pipeline_time("fakesink sync=false", 10)?;
-    let plain = best_of(runs + 1, || {
+    let plain = try_best_of(runs + 1, || {
         pipeline_time("fakesink sync=false", frames).map(|_| ())
     })?;
-    let overlay = best_of(runs + 1, || {
+    let overlay = try_best_of(runs + 1, || {
         pipeline_time("affectoverlay ! fakesink sync=false", frames).map(|_| ())
     })?;
     let per_frame = overlay.saturating_sub(plain) / frames as u32;
@@ -312,7 +303,7 @@ fn overlay_and_sink(frames: usize, runs: usize) -> Result<(), String> {
     // Baseline: the same number of rows of 60 numbers formatted and written by hand, the
     // least any CSV writer does.
     let bare_path = dir.join("bare.csv");
-    let bare = best_of(runs + 1, || {
+    let bare = try_best_of(runs + 1, || {
         use std::io::Write;
         let file = std::fs::File::create(&bare_path).map_err(|e| e.to_string())?;
         let mut w = std::io::BufWriter::new(file);
@@ -336,7 +327,7 @@ fn overlay_and_sink(frames: usize, runs: usize) -> Result<(), String> {
     );
     for format in ["csv", "jsonl"] {
         let path = dir.join(format!("rows.{format}"));
-        let sink = best_of(runs + 1, || {
+        let sink = try_best_of(runs + 1, || {
             pipeline_time(
                 &format!(
                     "affectsink format={format} overwrite=true location=\"{}\"",

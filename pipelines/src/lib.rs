@@ -8,6 +8,7 @@ pub mod archive;
 pub mod archive_bench;
 pub mod bench;
 pub mod demo;
+pub mod infer_bench;
 pub mod live_bench;
 pub mod merge;
 pub mod models;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use affect_core::bench::{percentile, rss_kb};
 use gst::prelude::*;
 use gstaffect::meta::Face;
 
@@ -94,13 +95,6 @@ fn frame_latencies(
     Ok(v)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 /// End-to-end latency at 1, 4 and 16 live streams sharing one model, against `identity`;
 /// `properties` are more `affectinfer` properties (provider, device, batch size).
 pub fn live_latency(model: &Path, seconds: f64, properties: &str) -> Result<(), String> {
@@ -121,7 +115,11 @@ pub fn live_latency(model: &Path, seconds: f64, properties: &str) -> Result<(), 
             let description: String = (0..streams).map(|i| live_stream(i, &analysis)).collect();
             let mut v = frame_latencies(&description, streams, Duration::from_secs_f64(seconds))?;
             v.sort_by(f64::total_cmp);
-            figures.push((percentile(&v, 0.5), percentile(&v, 0.99), v.len()));
+            figures.push((
+                percentile(&v, 0.5).unwrap_or(f64::NAN),
+                percentile(&v, 0.99).unwrap_or(f64::NAN),
+                v.len(),
+            ));
         }
         println!(
             "  {:>7}  {:>10.1} / {:>9.1}  {:>10.1} / {:>9.1}  {:>14.1}",
@@ -134,18 +132,6 @@ pub fn live_latency(model: &Path, seconds: f64, properties: &str) -> Result<(), 
         );
     }
     Ok(())
-}
-
-/// Resident set size of this process in kB.
-fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// A live A/V stream for `minutes` in which a new face track starts every 5 frames (faces
@@ -209,7 +195,7 @@ pub fn soak(model: &Path, minutes: f64, properties: &str) -> Result<(), String> 
             return Err(format!("soak pipeline failed: {}", e.error()));
         }
         if Instant::now() >= next_report {
-            let rss = rss_kb();
+            let rss = rss_kb().unwrap_or(0);
             let start = *start_rss.get_or_insert(rss);
             println!(
                 "  {:>6.1} min  frames {:>7}  tracks {:>7}  RSS {:>7} kB ({:+} kB since the \
@@ -223,7 +209,7 @@ pub fn soak(model: &Path, minutes: f64, properties: &str) -> Result<(), String> 
             next_report += Duration::from_secs(60);
         }
     }
-    let rss = rss_kb();
+    let rss = rss_kb().unwrap_or(0);
     let _ = pipeline.set_state(gst::State::Null);
     let start = start_rss.unwrap_or(rss);
     println!(

@@ -20,6 +20,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use affect_core::bench::env_or;
 use affect_train::data::{AffWild2, Split};
 use affect_train::synth::{self, SynthConfig};
 use affect_train::train::config::TrainConfig;
@@ -31,13 +32,6 @@ use affect_train::model::{AffectNet, BackboneKind, NetworkConfig};
 use affect_train::train::AdamW;
 use affect_train::train::config::OptimizerConfig;
 use tch::{Device, Kind, Tensor, nn};
-
-fn env_or(name: &str, default: i64) -> i64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Images/s of training steps on random tensors: `batch` clips of `len` frames.
 fn images_per_s(cfg: &NetworkConfig, batch: i64, steps: usize, device: Device) -> f64 {
@@ -227,9 +221,9 @@ fn torch_version() -> String {
 }
 
 fn main() {
-    let size = env_or("AFFECT_BENCH_SIZE", 112);
-    let batch = env_or("AFFECT_BENCH_BATCH", 32);
-    let steps = env_or("AFFECT_BENCH_STEPS", 5) as usize;
+    let size = env_or("AFFECT_BENCH_SIZE", 112i64);
+    let batch = env_or("AFFECT_BENCH_BATCH", 32i64);
+    let steps = env_or("AFFECT_BENCH_STEPS", 5i64) as usize;
     let mut devices = vec![Device::Cpu];
     if tch::Cuda::is_available() {
         devices.push(Device::Cuda(0));
@@ -261,10 +255,10 @@ fn main() {
             );
         }
     }
-    if env_or("AFFECT_BENCH_PYTORCH", 1) != 0 {
+    if env_or("AFFECT_BENCH_PYTORCH", 1i64) != 0 {
         pytorch_comparison(size, batch, steps);
     }
-    if env_or("AFFECT_BENCH_LOADER", 1) != 0 {
+    if env_or("AFFECT_BENCH_LOADER", 1i64) != 0 {
         loader_bench();
     }
 }

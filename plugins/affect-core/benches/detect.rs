@@ -8,9 +8,10 @@
 //! scikit-image's `astronaut.png`, and Debian's `opencv-data` for the cascade).
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use affect_core::align::{RgbImage, crop_aligned};
+use affect_core::bench::best_of;
 use affect_core::detect::haar::{
     DEBIAN_FRONTAL_FACE, HaarCascade, HaarDetector, HaarParams, integral_images, rgb_to_grey,
 };
@@ -22,17 +23,6 @@ use affect_core::track::{IouTracker, TrackerParams};
 
 const W: usize = 1920;
 const H: usize = 1080;
-
-fn best_of<F: FnMut()>(runs: usize, mut f: F) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap()
-}
 
 struct Xorshift(u32);
 

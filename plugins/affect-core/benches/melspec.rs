@@ -6,21 +6,10 @@
 //! `cargo bench -p affect-core --bench melspec`
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
+use affect_core::bench::best_of;
 use affect_core::melspec::{MelConfig, MelSpectrogram, StreamingMelSpectrogram};
 use realfft::RealFftPlanner;
-
-fn best_of<F: FnMut()>(runs: usize, mut f: F) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap()
-}
 
 fn main() {
     let cfg = MelConfig::default();

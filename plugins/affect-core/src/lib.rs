@@ -6,6 +6,7 @@
 //! unit-tested without a media framework.
 
 pub mod align;
+pub mod bench;
 pub mod contract;
 pub mod detect;
 pub mod exif;

@@ -16,7 +16,6 @@ mod choices;
 mod facecrop;
 mod frame;
 mod infer;
-pub use infer::bench;
 pub mod meta;
 pub mod mtcnn;
 mod overlay;

@@ -7,6 +7,7 @@ mod common;
 use common::{build_model, init};
 use std::path::Path;
 
+use affect_core::bench::rss_kb;
 use affect_core::testutil::{read_f32, run_python, scratch_dir};
 use affect_synth::testutil;
 use gst::prelude::*;
@@ -872,16 +873,6 @@ fn frames_leave_under_their_own_caps_across_a_resolution_change() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Resident set size of this process in kB.
-fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// A non-live stream in which every track lasts one frame: what affectinfer keeps per track
 /// goes with the track, so memory stays flat however many tracks come and go.
 #[test]
@@ -950,10 +941,10 @@ fn memory_stays_flat_over_many_short_tracks() {
         assert_eq!(results(sample.buffer().unwrap()).len(), 1);
         pulled += 1;
         if pulled == WARM_UP {
-            before = rss_kb();
+            before = rss_kb().expect("VmRSS in /proc/self/status");
         }
     }
-    let after = rss_kb();
+    let after = rss_kb().expect("VmRSS in /proc/self/status");
     feeder.join().unwrap();
     pipeline.set_state(gst::State::Null).unwrap();
     assert_eq!(pulled, TRACKS, "frames out");

@@ -17,7 +17,6 @@
 use gst::glib;
 use gst::prelude::*;
 
-pub mod bench;
 pub(crate) mod imp;
 
 glib::wrapper! {

@@ -12,8 +12,8 @@
 //! a batch cannot hold two frames of one track, so one stream with 4 faces runs batches of 4
 //! in both; 4 streams of 4 faces, or one stream of 16, fill batches of 16.
 //!
-//! Used by `cargo bench -p gst-plugin-affect --bench infer`. The caller initialises GStreamer
-//! and registers the elements (`gstaffect::plugin_register_static`).
+//! Used by `affect bench` and `cargo bench -p affect-cli --bench infer`. The caller
+//! initialises GStreamer and registers the elements (`gstaffect::plugin_register_static`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use affect_core::align::{self, RgbImage};
 use gst::prelude::*;
 
-use crate::meta::Face;
-use crate::session::{self, FaceRequest, ModelStats, Provider, SessionOptions};
+use gstaffect::meta::Face;
+use gstaffect::session::{self, FaceRequest, ModelStats, Provider, SessionOptions};
 
 /// Frame size of the synthetic streams.
 pub const WIDTH: usize = 640;
@@ -642,12 +642,4 @@ pub fn latency(model: &Path, scenario: &Scenario, fps: u32) -> Result<Latency, S
         bare_run,
         element_stats: run.stats,
     })
-}
-
-/// The `p` quantile (0..=1) of sorted durations.
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize]
 }

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! `affectinfer` throughput and latency against the bare ONNX Runtime session running the
-//! same batches of the same preprocessed faces, in the same run (see `gstaffect::bench`).
+//! same batches of the same preprocessed faces, in the same run (see `affect_cli::infer_bench`).
 //!
-//! `cargo bench -p gst-plugin-affect --bench infer`: the default model on the CPU, batch-size
+//! `cargo bench -p affect-cli --bench infer`: the default model on the CPU, batch-size
 //! 16, three scenarios (1 stream x 4 faces, 4 streams x 4 faces, 1 stream x 16 faces), each
 //! with the same number of faces. `AFFECT_BENCH_FRAMES` (frames of the 4-face stream, default
 //! 400), `AFFECT_BENCH_ROUNDS` (best of, default 3), `AFFECT_BENCH_LIVE_FRAMES` (paced frames
@@ -11,27 +11,26 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gstaffect::bench::{self, Scenario};
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use affect_cli::infer_bench::{self as bench, Scenario};
+use affect_core::bench::{env_or, percentile};
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// The `p` quantile of sorted durations, zero when there are none.
+fn quantile(sorted: &[Duration], p: f64) -> Duration {
+    percentile(sorted, p).unwrap_or_default()
+}
+
 fn main() {
     gst::init().unwrap();
     gstaffect::plugin_register_static().unwrap();
-    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/affect-default.onnx");
-    let frames = env("AFFECT_BENCH_FRAMES", 400);
-    let rounds = env("AFFECT_BENCH_ROUNDS", 3);
-    let live_frames = env("AFFECT_BENCH_LIVE_FRAMES", 150);
-    let fps = env("AFFECT_BENCH_FPS", 30) as u32;
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/affect-default.onnx");
+    let frames: usize = env_or("AFFECT_BENCH_FRAMES", 400);
+    let rounds: usize = env_or("AFFECT_BENCH_ROUNDS", 3);
+    let live_frames: usize = env_or("AFFECT_BENCH_LIVE_FRAMES", 150);
+    let fps = env_or::<usize>("AFFECT_BENCH_FPS", 30) as u32;
     let batch = 16;
     // Held for the whole run: every scenario's elements and worker runs share this session.
     let shared = gstaffect::session::shared_model(
@@ -106,16 +105,16 @@ fn main() {
         scenario.frames = live_frames;
         let l = bench::latency(&model, &scenario, fps).expect("latency run");
         let bare_batch = (scenario.streams * scenario.faces).min(batch) as f64;
-        let served = bare_batch / bench::percentile(&l.bare_run, 0.5).as_secs_f64();
+        let served = bare_batch / quantile(&l.bare_run, 0.5).as_secs_f64();
         let asked = (scenario.streams * scenario.faces) as f64 * fps as f64;
         println!(
             "{:<24} {:>7.1} ms {:>7.1} ms {:>10.1} {:>11.1} ms {:>11.1} ms {:>6.2}",
             scenario.name,
-            ms(bench::percentile(&l.element, 0.5)),
-            ms(bench::percentile(&l.element, 0.99)),
+            ms(quantile(&l.element, 0.5)),
+            ms(quantile(&l.element, 0.99)),
             l.element_stats.mean_batch(),
-            ms(bench::percentile(&l.bare_run, 0.5)),
-            ms(bench::percentile(&l.bare_run, 0.99)),
+            ms(quantile(&l.bare_run, 0.5)),
+            ms(quantile(&l.bare_run, 0.99)),
             asked / served,
         );
     }
