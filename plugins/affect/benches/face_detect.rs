@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Face detectors on real photographs at 640x480, 1280x720 and 1920x1080, one core each:
 //! the Haar cascade, MTCNN on the full frame and MTCNN on the element's default copy (a quarter
-//! of the width, at least 320, for frames wider than 640), against OpenCV's
-//! `detectMultiScale` and facenet-pytorch's `MTCNN.detect` on the same frames in the same run
-//! (a Python process started by the benchmark), with the recall of each against the peer
-//! MTCNN's faces; then `affectfacecrop` with its defaults on a 1280x720 25 frames/s stream of
-//! four faces on all cores, as frames per second.
+//! of the width, at least 320, for frames wider than 640), BlazeFace on the whole frame and with
+//! the element's tiles, against OpenCV's `detectMultiScale` and facenet-pytorch's
+//! `MTCNN.detect` on the same frames in the same run (a Python process started by the
+//! benchmark), with the recall and false faces of each against the peer MTCNN's faces; how far
+//! BlazeFace's aligned crops lie from MTCNN's; then `affectfacecrop` on a 1280x720 25 frames/s
+//! stream of four faces on all cores, as frames per second.
 //!
 //! `cargo bench -p gst-plugin-affect --bench face_detect`. `AFFECT_BENCH_REPEAT` (timed runs
 //! per detector and size, median reported, default 5) and `AFFECT_BENCH_FRAMES` (frames of the
@@ -15,10 +16,14 @@
 use std::path::Path;
 use std::time::Instant;
 
+use affect_core::align::Similarity;
+use affect_core::detect::blazeface::five_points;
 use affect_core::detect::haar::{DEBIAN_FRONTAL_FACE, HaarCascade, HaarDetector, HaarParams};
 use affect_core::detect::mtcnn::{Mtcnn, MtcnnParams, RgbFrame};
+use affect_core::detect::{DetectParams, Detection};
 use affect_core::testutil::{run_python, scratch_dir};
 use gst::prelude::*;
+use gstaffect::detector::OrtDetector;
 use gstaffect::mtcnn::OrtMtcnn;
 use gstaffect::session::{Provider, SessionOptions};
 
@@ -81,17 +86,54 @@ fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
     inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 }
 
-/// Share of `reference` faces that some box of `found` overlaps by IoU >= 0.4 (Haar and MTCNN
-/// frame a face differently; 0.4 still never pairs two different faces here).
-fn recall(found: &[[f32; 4]], reference: &[[f32; 4]]) -> f64 {
+/// Share of `reference` faces that some box of `found` overlaps by IoU >= `at` (Haar, MTCNN and
+/// BlazeFace frame a face differently; 0.4 still never pairs two different faces here).
+fn recall(found: &[[f32; 4]], reference: &[[f32; 4]], at: f32) -> f64 {
     if reference.is_empty() {
         return f64::NAN;
     }
     let hit = reference
         .iter()
-        .filter(|r| found.iter().any(|f| iou(*f, **r) >= 0.4))
+        .filter(|r| found.iter().any(|f| iou(*f, **r) >= at))
         .count();
     hit as f64 / reference.len() as f64
+}
+
+/// Boxes of `found` on no reference face (IoU below 0.3 with each).
+fn false_faces(found: &[[f32; 4]], reference: &[[f32; 4]]) -> usize {
+    found
+        .iter()
+        .filter(|f| reference.iter().all(|r| iou(**f, *r) < 0.3))
+        .count()
+}
+
+/// How far apart two aligned 112x112 crops of one face are: the mean distance, in crop pixels,
+/// between where the crop's corners and centre fall under the two landmark sets' transforms.
+fn crop_shift(a: &[[f32; 2]; 5], b: &[[f32; 2]; 5]) -> f64 {
+    let ta = Similarity::to_arcface(a, 112).unwrap();
+    let tb = Similarity::to_arcface(b, 112).unwrap();
+    let back = ta.inverse().unwrap();
+    let points = [
+        [0.0, 0.0],
+        [112.0, 0.0],
+        [0.0, 112.0],
+        [112.0, 112.0],
+        [56.0, 56.0],
+    ];
+    points
+        .iter()
+        .map(|&c| {
+            let q = tb.apply(back.apply(c));
+            f64::from((q[0] - c[0]).hypot(q[1] - c[1]))
+        })
+        .sum::<f64>()
+        / points.len() as f64
+}
+
+/// The four points BlazeFace gives (eyes, nose, mouth centre) taken from five, completed again.
+fn four_point_landmarks(l: &[[f32; 2]; 5]) -> [[f32; 2]; 5] {
+    let mouth = [(l[3][0] + l[4][0]) / 2.0, (l[3][1] + l[4][1]) / 2.0];
+    five_points(&[l[0], l[1], l[2], mouth, [0.0; 2], [0.0; 2]])
 }
 
 fn median_ms(repeat: usize, mut f: impl FnMut() -> Vec<[f32; 4]>) -> (f64, Vec<[f32; 4]>) {
@@ -177,6 +219,15 @@ fn main() {
         fallback_to_cpu: false,
     };
     let mut nets = OrtMtcnn::open(&models, &one_core).expect("the MTCNN files");
+    let mut blazeface =
+        OrtDetector::open(&models.join(gstaffect::detector::BLAZEFACE_FILE), &one_core)
+            .expect("the BlazeFace file");
+    let blaze_params = DetectParams {
+        score_threshold: 0.6,
+        nms_iou: 0.4,
+        max_faces: 16,
+        min_face_size: 0.0,
+    };
     // The peer's settings (smallest face 20), and the element's defaults (32, on a copy).
     let mut mtcnn = Mtcnn::new(MtcnnParams::default()).unwrap();
     let mut element_mtcnn = Mtcnn::new(MtcnnParams {
@@ -197,12 +248,13 @@ fn main() {
 
     println!(
         "Face detection, one core, median of {repeat} runs; recall = share of facenet-pytorch \
-         MTCNN's faces found (IoU >= 0.4)"
+         MTCNN's faces found at IoU >= 0.4 and >= 0.5; false = boxes on none of its faces"
     );
     println!(
-        "{:<11} {:<34} {:>9} {:>7} {:>7}",
-        "frame", "detector", "ms/frame", "faces", "recall"
+        "{:<11} {:<40} {:>9} {:>6} {:>6} {:>6} {:>6}",
+        "frame", "detector", "ms/frame", "faces", "r@0.4", "r@0.5", "false"
     );
+    let mut shifts: Vec<(f64, f64)> = Vec::new();
     for (w, h) in SIZES {
         let key = format!("{w}x{h}");
         let rgb = std::fs::read(dir.join(format!("group-{key}.rgb"))).unwrap();
@@ -213,6 +265,10 @@ fn main() {
         let p = &peers[&key];
         let reference = boxes(&p["facenet"]);
         let frame = RgbFrame::new(&rgb, w, h, w * 3).unwrap();
+        // The element's smallest searched face: min-face-size 32, or 12 px of MTCNN's copy.
+        let copy = (w > 640).then(|| (w / 4).max(320));
+        let searched = copy.map_or(32.0, |c| (12.0 * w as f32 / c as f32).max(32.0));
+        let mut blaze_faces: Vec<Detection> = Vec::new();
         let rows: Vec<(String, f64, Vec<[f32; 4]>)> = vec![
             {
                 let (ms, b) = median_ms(repeat, || {
@@ -263,12 +319,49 @@ fn main() {
                 reference.clone(),
             ),
         ];
+        let mut rows = rows;
+        {
+            let (ms, b) = median_ms(repeat, || {
+                blazeface
+                    .detect(&rgb, w * 3, w, h, &blaze_params, f32::MAX)
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.bbox)
+                    .collect()
+            });
+            rows.push(("affect BlazeFace, whole frame (1 run)".into(), ms, b));
+            let (ms, b) = median_ms(repeat, || {
+                blaze_faces = blazeface
+                    .detect(&rgb, w * 3, w, h, &blaze_params, searched)
+                    .unwrap();
+                blaze_faces.iter().map(|d| d.bbox).collect()
+            });
+            rows.push((
+                format!("affect BlazeFace, defaults ({} runs)", blazeface.runs),
+                ms,
+                b,
+            ));
+        }
+        // Crop accuracy: BlazeFace's landmarks against our MTCNN's on the faces both find, and
+        // MTCNN's own five points reduced to BlazeFace's four.
+        let full = mtcnn.detect(&mut nets, frame, None).unwrap();
+        for m in &full {
+            let ml = m.landmarks.unwrap();
+            if let Some(b) = blaze_faces.iter().find(|b| iou(b.bbox, m.bbox) >= 0.4) {
+                shifts.push((
+                    crop_shift(&ml, &b.landmarks.unwrap()),
+                    crop_shift(&ml, &four_point_landmarks(&ml)),
+                ));
+            }
+        }
         let st = *element_mtcnn.stats();
         for (name, ms, found) in rows {
             println!(
-                "{key:<11} {name:<34} {ms:>9.1} {:>7} {:>7.2}",
+                "{key:<11} {name:<40} {ms:>9.1} {:>6} {:>6.2} {:>6.2} {:>6}",
                 found.len(),
-                recall(&found, &reference)
+                recall(&found, &reference, 0.4),
+                recall(&found, &reference, 0.5),
+                false_faces(&found, &reference)
             );
         }
         println!(
@@ -283,15 +376,30 @@ fn main() {
         );
     }
 
+    let mean = |f: fn(&(f64, f64)) -> f64| shifts.iter().map(f).sum::<f64>() / shifts.len() as f64;
+    let max = |f: fn(&(f64, f64)) -> f64| shifts.iter().map(f).fold(0.0, f64::max);
+    println!(
+        "\nAligned 112x112 crops, {} faces found by both: BlazeFace's landmarks vs our MTCNN's, \
+         mean {:.2} px (max {:.2}); MTCNN's own points reduced to eyes, nose and mouth centre, \
+         mean {:.2} px (max {:.2})",
+        shifts.len(),
+        mean(|s| s.0),
+        max(|s| s.0),
+        mean(|s| s.1),
+        max(|s| s.1)
+    );
+
     let four = std::fs::read(dir.join("four-1280x720.rgb")).unwrap();
     println!(
-        "\naffectfacecrop, 1280x720 at 25 frames/s, 4 faces, all cores (defaults: MTCNN on a \
-         320-wide copy every 3rd frame):"
+        "\naffectfacecrop, 1280x720 at 25 frames/s, 4 faces, all cores (defaults: BlazeFace, \
+         every 3rd frame):"
     );
     for properties in [
         "",
         "detect-interval=1",
-        "detect-width=1280 detect-interval=1",
+        "detector=mtcnn",
+        "detector=mtcnn detect-interval=1",
+        "detector=mtcnn detect-width=1280 detect-interval=1",
     ] {
         let fps = element_fps(&four, 1280, 720, frames, properties);
         println!(

@@ -36,7 +36,7 @@ pub enum DetectorKind {
     )]
     Upstream = 0,
     #[enum_value(
-        name = "ONNX face detector (YuNet, SCRFD, UltraFace layouts)",
+        name = "ONNX face detector (BlazeFace, YuNet, SCRFD, UltraFace layouts)",
         nick = "onnx"
     )]
     Onnx = 1,
@@ -50,8 +50,13 @@ pub enum DetectorKind {
     )]
     Mtcnn = 4,
     #[enum_value(
-        name = "MTCNN when its model files are found, else the Haar cascade",
+        name = "BlazeFace on video streams, MTCNN on still images (else MTCNN, else the Haar cascade, as their files are found)",
         nick = "auto"
     )]
     Auto = 5,
+    #[enum_value(
+        name = "MediaPipe BlazeFace with eyes, nose and mouth centre, tiled for small faces (models/blazeface-back.onnx)",
+        nick = "blazeface"
+    )]
+    Blazeface = 6,
 }

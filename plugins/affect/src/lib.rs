@@ -13,6 +13,7 @@ use gst::glib;
 
 mod analysisbin;
 mod choices;
+pub mod detector;
 mod facecrop;
 mod frame;
 mod infer;

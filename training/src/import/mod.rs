@@ -6,6 +6,7 @@
 //! as the wheel itself (`.whl`, a zip archive) or as the folder the wheel installs, so that an
 //! import needs no network access and no Python at all.
 
+pub mod blazeface;
 pub mod fer;
 pub mod mtcnn;
 pub mod torch_legacy;

@@ -2,7 +2,7 @@
 //! Face detection shared by the `affectfacecrop` element: the common result type, non-maximum
 //! suppression, the letterbox/resize that maps model-input coordinates back to frame pixels,
 //! the input preprocessing each detector expects, recognition of a detector's output layout
-//! and the decoders for the YuNet, SCRFD and UltraFace layouts, plus a Haar cascade detector
+//! and the decoders for the BlazeFace, YuNet, SCRFD and UltraFace layouts, plus a Haar cascade detector
 //! that needs no model download.
 //!
 //! Decoders take the model's outputs as plain `f32` slices with their names and shapes, so this
@@ -11,6 +11,7 @@
 //! Coordinates are in pixels with edges, not centres: a box `[x1, y1, x2, y2]` covers
 //! `x1 <= x < x2`, so its width is `x2 - x1`.
 
+pub mod blazeface;
 pub mod haar;
 pub mod mtcnn;
 pub mod scrfd;
@@ -19,6 +20,7 @@ pub mod yunet;
 
 use std::fmt;
 
+pub use blazeface::BlazeFaceLayout;
 pub use scrfd::ScrfdLayout;
 pub use ultraface::{UltraFaceBoxes, UltraFaceLayout};
 pub use yunet::YuNetLayout;
@@ -73,7 +75,8 @@ impl Default for DetectParams {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum DetectError {
     #[error(
-        "the detector's outputs match no known face detector layout (YuNet, SCRFD, UltraFace); \
+        "the detector's outputs match no known face detector layout (BlazeFace, YuNet, SCRFD, \
+         UltraFace); \
          it has {count} output(s): {outputs}"
     )]
     UnknownLayout { count: usize, outputs: String },
@@ -156,6 +159,55 @@ pub fn nms(mut detections: Vec<Detection>, iou_threshold: f32, max_keep: usize) 
         }
     }
     kept
+}
+
+/// Square tiles `[x, y, side, side]` covering a `width` x `height` frame, neighbours overlapping
+/// by at least a fifth of a side so a face cut by one tile's edge is whole in the next, spread
+/// evenly from edge to edge. A side at least the frame's gives the frame itself.
+pub fn square_tiles(width: usize, height: usize, side: usize) -> Vec<[usize; 4]> {
+    let side = side.max(1);
+    let starts = |len: usize| -> Vec<usize> {
+        if len <= side {
+            return vec![0];
+        }
+        let overlap = side / 5;
+        let count = (len - overlap).div_ceil(side - overlap).max(2);
+        (0..count)
+            .map(|i| ((len - side) as f64 * i as f64 / (count - 1) as f64).round() as usize)
+            .collect()
+    };
+    let (tw, th) = (side.min(width), side.min(height));
+    let xs = starts(width);
+    starts(height)
+        .into_iter()
+        .flat_map(|y| xs.iter().map(move |&x| [x, y, tw, th]))
+        .collect()
+}
+
+/// Faces found in overlapping tiles (and the whole frame) as one list: overlaps suppressed as
+/// [`nms`] does, and a face whose box lies mostly inside a better one dropped, since a tile's
+/// edge can cut a face into a part that scores as a face of its own.
+pub fn merge_tiles(
+    detections: Vec<Detection>,
+    iou_threshold: f32,
+    max_keep: usize,
+) -> Vec<Detection> {
+    let kept = nms(detections, iou_threshold, usize::MAX);
+    let mut out: Vec<Detection> = Vec::new();
+    for d in kept {
+        let inside_better = out.iter().any(|k| {
+            let ix = (d.bbox[2].min(k.bbox[2]) - d.bbox[0].max(k.bbox[0])).max(0.0);
+            let iy = (d.bbox[3].min(k.bbox[3]) - d.bbox[1].max(k.bbox[1])).max(0.0);
+            ix * iy > 0.6 * d.width() * d.height()
+        });
+        if !inside_better {
+            out.push(d);
+        }
+        if out.len() == max_keep {
+            break;
+        }
+    }
+    out
 }
 
 /// Turns decoded candidates (model-input coordinates) into the faces a frame reports: maps them
@@ -293,6 +345,15 @@ impl Letterbox {
     }
 }
 
+/// Where the channels sit in a detector's input tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TensorLayout {
+    /// `[1, 3, H, W]` (PyTorch, Caffe, OpenCV's exports).
+    Nchw,
+    /// `[1, H, W, 3]` (TensorFlow and TFLite models such as BlazeFace).
+    Nhwc,
+}
+
 /// Channel order of a detector's input tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ChannelOrder {
@@ -344,6 +405,41 @@ impl Preprocess {
         letterbox: &Letterbox,
         out: &mut [f32],
     ) -> Result<(), DetectError> {
+        self.fill(rgb, stride, letterbox, out, TensorLayout::Nchw)
+    }
+
+    /// As [`Preprocess::fill_nchw`], for a channels-last `[1, H, W, 3]` tensor (TensorFlow's
+    /// order, which BlazeFace's conversions keep).
+    pub fn fill_nhwc(
+        &self,
+        rgb: &[u8],
+        stride: usize,
+        letterbox: &Letterbox,
+        out: &mut [f32],
+    ) -> Result<(), DetectError> {
+        self.fill(rgb, stride, letterbox, out, TensorLayout::Nhwc)
+    }
+
+    /// Fills `out` in the given tensor layout.
+    pub fn fill_tensor(
+        &self,
+        rgb: &[u8],
+        stride: usize,
+        letterbox: &Letterbox,
+        out: &mut [f32],
+        tensor: TensorLayout,
+    ) -> Result<(), DetectError> {
+        self.fill(rgb, stride, letterbox, out, tensor)
+    }
+
+    fn fill(
+        &self,
+        rgb: &[u8],
+        stride: usize,
+        letterbox: &Letterbox,
+        out: &mut [f32],
+        tensor: TensorLayout,
+    ) -> Result<(), DetectError> {
         let (fw, fh) = (letterbox.frame_width, letterbox.frame_height);
         let (iw, ih) = (self.input_width, self.input_height);
         if letterbox.input_width != iw || letterbox.input_height != ih {
@@ -386,8 +482,17 @@ impl Preprocess {
             ChannelOrder::Bgr => 2 - c,
         };
         let pad_value: [f32; 3] = std::array::from_fn(|c| -self.mean[c] * self.scale[c]);
-        for (c, plane) in out.chunks_exact_mut(iw * ih).enumerate() {
-            plane.fill(pad_value[c]);
+        match tensor {
+            TensorLayout::Nchw => {
+                for (c, plane) in out.chunks_exact_mut(iw * ih).enumerate() {
+                    plane.fill(pad_value[c]);
+                }
+            }
+            TensorLayout::Nhwc => {
+                for pixel in out.chunks_exact_mut(3) {
+                    pixel.copy_from_slice(&pad_value);
+                }
+            }
         }
 
         // Source sample positions and weights per output column / row of the content area.
@@ -417,11 +522,23 @@ impl Preprocess {
                 }
             }
             let base = (py + v) * iw + px;
-            for c in 0..3 {
-                let sc = src_channel(c);
-                let dst = &mut out[c * plane_len + base..c * plane_len + base + row.len()];
-                for (d, a) in dst.iter_mut().zip(&row) {
-                    *d = (a[sc] - self.mean[c]) * self.scale[c];
+            match tensor {
+                TensorLayout::Nchw => {
+                    for c in 0..3 {
+                        let sc = src_channel(c);
+                        let dst = &mut out[c * plane_len + base..c * plane_len + base + row.len()];
+                        for (d, a) in dst.iter_mut().zip(&row) {
+                            *d = (a[sc] - self.mean[c]) * self.scale[c];
+                        }
+                    }
+                }
+                TensorLayout::Nhwc => {
+                    let dst = &mut out[base * 3..(base + row.len()) * 3];
+                    for (d, a) in dst.chunks_exact_mut(3).zip(&row) {
+                        for c in 0..3 {
+                            d[c] = (a[src_channel(c)] - self.mean[c]) * self.scale[c];
+                        }
+                    }
                 }
             }
         }
@@ -490,6 +607,7 @@ impl<'a> TensorView<'a> {
 /// The output layouts of the face detectors this crate decodes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DetectorLayout {
+    BlazeFace(BlazeFaceLayout),
     YuNet(YuNetLayout),
     Scrfd(ScrfdLayout),
     UltraFace(UltraFaceLayout),
@@ -530,6 +648,9 @@ impl DetectorLayout {
     /// zero) and its outputs, in the model's output order. A dynamic input size gets the
     /// detector's usual size (640x640 for YuNet and SCRFD, 320x240 for UltraFace).
     pub fn recognize(input_shape: &[i64], outputs: &[OutputInfo]) -> Result<Self, DetectError> {
+        if let Some(l) = BlazeFaceLayout::recognize(input_shape, outputs) {
+            return Ok(Self::BlazeFace(l));
+        }
         let input = fixed_input_size(input_shape);
         if let Some(l) = YuNetLayout::recognize(input, outputs) {
             return Ok(Self::YuNet(l));
@@ -548,15 +669,48 @@ impl DetectorLayout {
 
     pub fn name(&self) -> &'static str {
         match self {
+            Self::BlazeFace(_) => "BlazeFace",
             Self::YuNet(_) => "YuNet",
             Self::Scrfd(_) => "SCRFD",
             Self::UltraFace(_) => "UltraFace",
         }
     }
 
+    /// Where the channels sit in the model's input tensor.
+    pub fn tensor_layout(&self) -> TensorLayout {
+        match self {
+            Self::BlazeFace(_) => TensorLayout::Nhwc,
+            _ => TensorLayout::Nchw,
+        }
+    }
+
+    /// The input tensor's shape, `[1, 3, H, W]` or `[1, H, W, 3]`.
+    pub fn input_shape(&self) -> [usize; 4] {
+        let p = self.preprocess();
+        match self.tensor_layout() {
+            TensorLayout::Nchw => [1, 3, p.input_height, p.input_width],
+            TensorLayout::Nhwc => [1, p.input_height, p.input_width, 3],
+        }
+    }
+
+    /// The side of the square tiles a `width` x `height` frame is searched in so that faces
+    /// of `min_face` frame pixels are seen large enough by this detector, or `None` when the
+    /// whole frame at once does. Only BlazeFace, whose input is small and fixed, is tiled.
+    pub fn tile_side(&self, width: usize, height: usize, min_face: f32) -> Option<usize> {
+        let Self::BlazeFace(l) = self else {
+            return None;
+        };
+        let long = width.max(height);
+        // Frame pixels per input pixel the smallest face may be shrunk by.
+        let shrink = (min_face / blazeface::MIN_FACE_INPUT_PX).max(1.0);
+        let needed = ((l.input as f32 * shrink).round() as usize).max(l.input);
+        (needed < long).then(|| needed.min(width.min(height)))
+    }
+
     /// How to fill the model's input tensor.
     pub fn preprocess(&self) -> Preprocess {
         match self {
+            Self::BlazeFace(l) => l.preprocess(),
             Self::YuNet(l) => l.preprocess(),
             Self::Scrfd(l) => l.preprocess(),
             Self::UltraFace(l) => l.preprocess(),
@@ -570,6 +724,7 @@ impl DetectorLayout {
         score_threshold: f32,
     ) -> Result<Vec<Detection>, DetectError> {
         match self {
+            Self::BlazeFace(l) => l.decode(outputs, score_threshold),
             Self::YuNet(l) => l.decode(outputs, score_threshold),
             Self::Scrfd(l) => l.decode(outputs, score_threshold),
             Self::UltraFace(l) => l.decode(outputs, score_threshold),
@@ -651,6 +806,66 @@ mod tests {
         let kept = nms(dets, 0.5, 2);
         assert_eq!(kept.len(), 2);
         assert_eq!(kept[1].bbox, [100.0, 0.0, 110.0, 10.0]);
+    }
+
+    #[test]
+    fn square_tiles_cover_the_frame_with_overlap() {
+        assert_eq!(square_tiles(640, 480, 640), vec![[0, 0, 640, 480]]);
+        // 1280x720 in 720 px tiles: two, overlapping by 160 px.
+        assert_eq!(
+            square_tiles(1280, 720, 720),
+            vec![[0, 0, 720, 720], [560, 0, 720, 720]]
+        );
+        for (w, h, side) in [(1920, 1080, 512), (1281, 719, 300), (300, 2000, 256)] {
+            let tiles = square_tiles(w, h, side);
+            // Every pixel is covered and every tile lies inside the frame.
+            for t in &tiles {
+                assert!(t[0] + t[2] <= w && t[1] + t[3] <= h, "{t:?} in {w}x{h}");
+            }
+            for (x, y) in [(0, 0), (w - 1, h - 1), (w / 2, h / 3), (w - 1, 0)] {
+                assert!(
+                    tiles
+                        .iter()
+                        .any(|t| x >= t[0] && x < t[0] + t[2] && y >= t[1] && y < t[1] + t[3])
+                );
+            }
+            // Neighbours along a row overlap by at least a fifth of a side.
+            let row: Vec<_> = tiles.iter().filter(|t| t[1] == 0).collect();
+            for pair in row.windows(2) {
+                assert!(pair[0][0] + side - pair[1][0] >= side / 5);
+            }
+        }
+    }
+
+    #[test]
+    fn merging_tiles_drops_parts_of_better_faces() {
+        let whole = det([100.0, 100.0, 200.0, 220.0], 0.9);
+        let part = det([150.0, 100.0, 200.0, 180.0], 0.7); // IoU 0.33, all inside `whole`
+        let other = det([400.0, 100.0, 450.0, 160.0], 0.6);
+        let out = merge_tiles(vec![part, other, whole], 0.4, 10);
+        assert_eq!(out, vec![whole, other]);
+        assert_eq!(merge_tiles(vec![part, other, whole], 0.4, 1), vec![whole]);
+    }
+
+    #[test]
+    fn only_blazeface_is_tiled_and_by_the_smallest_face() {
+        let outputs = [
+            OutputInfo::new("a", &[1, 512, 1]),
+            OutputInfo::new("b", &[1, 384, 1]),
+            OutputInfo::new("c", &[1, 512, 16]),
+            OutputInfo::new("d", &[1, 384, 16]),
+        ];
+        let l = DetectorLayout::recognize(&[1, 256, 256, 3], &outputs).unwrap();
+        assert_eq!(l.name(), "BlazeFace");
+        assert_eq!(l.tensor_layout(), TensorLayout::Nhwc);
+        assert_eq!(l.input_shape(), [1, 256, 256, 3]);
+        // Faces of 48 px must be 16 input px: tiles of 768, cut to the frame's height.
+        assert_eq!(l.tile_side(1280, 720, 48.0), Some(720));
+        assert_eq!(l.tile_side(1920, 1080, 48.0), Some(768));
+        assert_eq!(l.tile_side(1920, 1080, 32.0), Some(512));
+        // Faces large enough for the whole frame: no tiles.
+        assert_eq!(l.tile_side(640, 360, 48.0), None);
+        assert_eq!(l.tile_side(1280, 720, 100.0), None);
     }
 
     #[test]

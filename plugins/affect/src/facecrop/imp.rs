@@ -5,9 +5,7 @@ use std::sync::{LazyLock, Mutex};
 use affect_core::align::{self, RgbImage};
 use affect_core::detect::haar::{HaarCascade, HaarDetector, HaarParams};
 use affect_core::detect::mtcnn::{Mtcnn, MtcnnParams, RgbFrame};
-use affect_core::detect::{
-    DetectParams, Detection, DetectorLayout, OutputInfo, TensorView, iou, nms,
-};
+use affect_core::detect::{DetectParams, Detection, DetectorLayout, iou, nms};
 use affect_core::landmark_prior::BoxLandmarkPrior;
 use affect_core::pixels::{self, FrameLayout};
 
@@ -21,9 +19,10 @@ use gst_base::subclass::prelude::*;
 use gst_video::VideoRegionOfInterestMeta;
 
 use crate::choices::{DetectorKind, ExecutionProvider};
+use crate::detector::{OpenError, OrtDetector};
 use crate::meta::Face;
 use crate::mtcnn::OrtMtcnn;
-use crate::session::{self, Provider, SessionOptions};
+use crate::session::{Provider, SessionOptions};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -38,9 +37,11 @@ const DEFAULT_HAAR_CASCADE: &str =
 /// `detect-interval` that means "automatic": every frame, except MTCNN on streams of 25
 /// frames/s or more, which it runs [`MTCNN_DETECTIONS_PER_SECOND`] times a second.
 const DEFAULT_DETECT_INTERVAL: u32 = 0;
-/// How often automatic intervals run MTCNN: enough for the tracker to follow faces, and what
-/// two cores keep up with at 1280x720 (see the README's detector benchmark).
+/// How often automatic intervals run MTCNN or BlazeFace: enough for the tracker to follow
+/// faces, and what two cores keep up with at 1280x720 (see the README's detector benchmark).
 const MTCNN_DETECTIONS_PER_SECOND: f64 = 8.0;
+/// The smallest face MTCNN's first network sees, in pixels of the copy it searches.
+const MTCNN_CELL: f32 = 12.0;
 const DEFAULT_SCORE_THRESHOLD: f64 = 0.6;
 const DEFAULT_NMS_IOU: f64 = 0.4;
 const DEFAULT_MAX_FACES: u32 = 16;
@@ -63,6 +64,14 @@ const DEFAULT_DETECT_WIDTH: i32 = -1;
 /// four faces at 25 frames/s on two cores (README, detector benchmark).
 fn auto_detect_width(frame_width: usize) -> Option<usize> {
     (frame_width > 640).then(|| (frame_width / 4).max(320))
+}
+
+/// The smallest face searched for: `min-face-size`, or what MTCNN's first network sees on the
+/// copy `detect-width` wide if that is larger. BlazeFace's tiles are sized from it, so both
+/// detectors look for the same faces on the same settings.
+fn searched_min_face(min_face_size: f32, frame_width: usize, detect_width: Option<usize>) -> f32 {
+    let on_copy = detect_width.map_or(0.0, |w| MTCNN_CELL * frame_width as f32 / w.max(1) as f32);
+    min_face_size.max(on_copy)
 }
 
 #[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, glib::Enum)]
@@ -196,15 +205,6 @@ fn parse_region(s: &str) -> Result<[f32; 4], String> {
     }
 }
 
-/// A loaded ONNX face detector.
-struct OnnxDetector {
-    session: ort::session::Session,
-    input_name: String,
-    output_names: Vec<String>,
-    layout: DetectorLayout,
-    input: Vec<f32>,
-}
-
 /// The MTCNN cascade and its networks.
 struct MtcnnDetector {
     cascade: Mtcnn,
@@ -215,7 +215,7 @@ enum Finder {
     Upstream,
     FullFrame { region: Option<[f32; 4]> },
     Haar(Box<HaarDetector>),
-    Onnx(Box<OnnxDetector>),
+    Onnx(Box<OrtDetector>),
     Mtcnn(Box<MtcnnDetector>),
 }
 
@@ -411,54 +411,93 @@ impl AffectFaceCrop {
                         ["detector=onnx needs the detector-model property (an ONNX face detector file)"]
                     )
                 })?;
-                let (session, _) = session::open(&path, &s.session_options()).map_err(|e| {
-                    gst::error_msg!(gst::ResourceError::OpenRead, ["Face detector: {}", e])
-                })?;
-                let input = session.inputs().first().ok_or_else(|| {
-                    gst::error_msg!(
-                        gst::StreamError::Format,
-                        ["Face detector '{}' has no input", path.display()]
-                    )
-                })?;
-                let input_name = input.name().to_string();
-                let input_shape: Vec<i64> = match input.dtype() {
-                    ort::value::ValueType::Tensor { shape, .. } => shape.to_vec(),
-                    _ => Vec::new(),
+                self.load_onnx(s, &path)?
+            }
+            DetectorKind::Blazeface => {
+                let path = match &s.detector_model {
+                    Some(p) => p.clone(),
+                    None => {
+                        let searched = self.mtcnn_search_path();
+                        crate::detector::find_blazeface(&searched).ok_or_else(|| {
+                            gst::error_msg!(
+                                gst::ResourceError::NotFound,
+                                [
+                                    "BlazeFace face detector: no folder holds {} (searched {}); \
+                                     set detector-model, or make it with `affect-train import \
+                                     blazeface`",
+                                    crate::detector::BLAZEFACE_FILE,
+                                    searched
+                                        .iter()
+                                        .map(|p| p.display().to_string())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ]
+                            )
+                        })?
+                    }
                 };
-                let outputs: Vec<OutputInfo> = session
-                    .outputs()
-                    .iter()
-                    .map(|o| {
-                        let shape = match o.dtype() {
-                            ort::value::ValueType::Tensor { shape, .. } => shape.to_vec(),
-                            _ => Vec::new(),
-                        };
-                        OutputInfo::new(o.name(), &shape)
-                    })
-                    .collect();
-                let layout = DetectorLayout::recognize(&input_shape, &outputs).map_err(|e| {
-                    gst::error_msg!(
-                        gst::StreamError::Format,
-                        ["Face detector '{}': {}", path.display(), e]
-                    )
-                })?;
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "Face detector {} is {layout}",
-                    path.display()
-                );
-                let input = vec![0.0; layout.preprocess().tensor_len()];
-                let output_names = outputs.iter().map(|o| o.name.clone()).collect();
-                Finder::Onnx(Box::new(OnnxDetector {
-                    session,
-                    input_name,
-                    output_names,
-                    layout,
-                    input,
-                }))
+                self.load_onnx(s, &path)?
             }
         })
+    }
+
+    /// `detector=auto`: BlazeFace on video streams (a frame rate above zero) when its file is
+    /// found, MTCNN (or its fallback) on still images; the tracks of the other detector go.
+    fn choose_auto_finder(&self, state: &mut State, stream: bool) -> Result<(), gst::ErrorMessage> {
+        let on_blazeface = matches!(&state.finder,
+            Finder::Onnx(d) if matches!(d.layout, DetectorLayout::BlazeFace(_)));
+        if stream == on_blazeface {
+            return Ok(());
+        }
+        let settings = self.settings.lock().unwrap().clone();
+        let finder = if stream {
+            let Some(path) = crate::detector::find_blazeface(&self.mtcnn_search_path()) else {
+                return Ok(());
+            };
+            self.load_onnx(&settings, &path)?
+        } else {
+            self.load_finder(&settings)?
+        };
+        gst::info!(
+            CAT,
+            imp = self,
+            "detector=auto: {} for {}",
+            if stream {
+                "BlazeFace"
+            } else {
+                "the still-image detector"
+            },
+            if stream {
+                "a video stream"
+            } else {
+                "still images"
+            }
+        );
+        state.landmark_prior = finder.landmark_prior();
+        state.finder = finder;
+        state.tracker.reset();
+        state.frame_index = 0;
+        Ok(())
+    }
+
+    fn load_onnx(&self, s: &Settings, path: &std::path::Path) -> Result<Finder, gst::ErrorMessage> {
+        let det = OrtDetector::open(path, &s.session_options()).map_err(|e| match e {
+            OpenError::Session(e) => {
+                gst::error_msg!(gst::ResourceError::OpenRead, ["Face detector: {}", e])
+            }
+            OpenError::Format(e) => {
+                gst::error_msg!(gst::StreamError::Format, ["Face detector {}", e])
+            }
+        })?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "Face detector {} is {} on {}",
+            path.display(),
+            det.layout,
+            det.provider
+        );
+        Ok(Finder::Onnx(Box::new(det)))
     }
 
     /// The faces of one frame, before tracking.
@@ -538,51 +577,34 @@ impl AffectFaceCrop {
                 Ok(faces)
             }
             Finder::Onnx(det) => {
-                let rgb: &[u8] = if layout.is_rgb() {
-                    &data[layout.offsets[0]..]
+                let (rgb, stride): (&[u8], usize) = if layout.is_rgb() {
+                    (&data[layout.offsets[0]..], layout.strides[0])
                 } else {
                     pixels::to_rgb(data, layout, &mut state.rgb).map_err(|e| e.to_string())?;
-                    &state.rgb
+                    (&state.rgb, layout.width * 3)
                 };
-                let stride = if layout.is_rgb() {
-                    layout.strides[0]
-                } else {
-                    layout.width * 3
-                };
-                let pre = det.layout.preprocess();
-                let letterbox = pre
-                    .letterbox(layout.width, layout.height)
-                    .map_err(|e| e.to_string())?;
-                pre.fill_nchw(rgb, stride, &letterbox, &mut det.input)
-                    .map_err(|e| e.to_string())?;
-                let shape = [1usize, 3, pre.input_height, pre.input_width];
-                let tensor = ort::value::TensorRef::from_array_view((shape, det.input.as_slice()))
-                    .map_err(|e| format!("cannot make the detector input: {e}"))?;
-                let outputs = det
-                    .session
-                    .run(ort::inputs![det.input_name.as_str() => tensor])
-                    .map_err(|e| format!("face detector run failed: {e}"))?;
-                let mut owned: Vec<(&str, Vec<usize>, &[f32])> = Vec::new();
-                for name in &det.output_names {
-                    let value = outputs
-                        .get(name.as_str())
-                        .ok_or_else(|| format!("detector output '{name}' is missing"))?;
-                    let (shape, values) = value
-                        .try_extract_tensor::<f32>()
-                        .map_err(|e| format!("detector output '{name}' is not f32: {e}"))?;
-                    owned.push((
-                        name.as_str(),
-                        shape.iter().map(|&d| d.max(0) as usize).collect(),
-                        values,
-                    ));
-                }
-                let views: Vec<TensorView<'_>> = owned
-                    .iter()
-                    .map(|(n, s, v)| TensorView::new(n, s, v))
-                    .collect();
-                det.layout
-                    .detect(&views, &letterbox, &state.detect_params)
-                    .map_err(|e| e.to_string())
+                // BlazeFace looks for the faces MTCNN would on the same settings.
+                let min_face = searched_min_face(
+                    state.detect_params.min_face_size,
+                    layout.width,
+                    state.detect_width,
+                );
+                let faces = det.detect(
+                    rgb,
+                    stride,
+                    layout.width,
+                    layout.height,
+                    &state.detect_params,
+                    min_face,
+                )?;
+                gst::trace!(
+                    CAT,
+                    "{}: {} runs, {} faces",
+                    det.layout,
+                    det.runs,
+                    faces.len()
+                );
+                Ok(faces)
             }
         }
     }
@@ -650,7 +672,8 @@ impl ObjectImpl for AffectFaceCrop {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("detector", DetectorKind::Auto)
                     .nick("Detector")
-                    .blurb("Where faces come from (auto: MTCNN when its files are found, else Haar)")
+                    .blurb("Where faces come from (auto: BlazeFace on video streams, MTCNN on still \
+                            images, as their files are found, else Haar)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("mtcnn-models")
@@ -683,7 +706,8 @@ impl ObjectImpl for AffectFaceCrop {
                     .build(),
                 glib::ParamSpecString::builder("detector-model")
                     .nick("Detector model")
-                    .blurb("ONNX face detector file (YuNet, SCRFD or UltraFace layout) for detector=onnx")
+                    .blurb("ONNX face detector file (BlazeFace, YuNet, SCRFD or UltraFace layout) for \
+                            detector=onnx, or another BlazeFace file for detector=blazeface")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("haar-cascade")
@@ -1008,7 +1032,10 @@ impl BaseTransformImpl for AffectFaceCrop {
             .map_err(|_| gst::loggable_error!(CAT, "Cannot parse input caps {}", incaps))?;
         let layout = frame_layout(&info)
             .ok_or_else(|| gst::loggable_error!(CAT, "Unsupported format {:?}", info.format()))?;
-        let asked = self.settings.lock().unwrap().detect_width;
+        let (asked, detector) = {
+            let s = self.settings.lock().unwrap();
+            (s.detect_width, s.detector)
+        };
         let detect_width = match asked {
             w if w < 0 => auto_detect_width(layout.width),
             w if w as usize > layout.width => {
@@ -1052,7 +1079,18 @@ impl BaseTransformImpl for AffectFaceCrop {
         } else {
             0.0
         };
-        state.auto_interval = if matches!(state.finder, Finder::Mtcnn(_)) && rate >= 25.0 {
+        if detector == DetectorKind::Auto
+            && let Err(e) = self.choose_auto_finder(state, rate > 0.0)
+        {
+            self.post_error_message(e);
+            return Err(gst::loggable_error!(CAT, "No face detector for {incaps}"));
+        }
+        let interval_detector = match &state.finder {
+            Finder::Mtcnn(_) => true,
+            Finder::Onnx(d) => matches!(d.layout, DetectorLayout::BlazeFace(_)),
+            _ => false,
+        };
+        state.auto_interval = if interval_detector && rate >= 25.0 {
             (rate / MTCNN_DETECTIONS_PER_SECOND).floor().max(1.0) as u32
         } else {
             1
