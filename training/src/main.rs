@@ -101,6 +101,16 @@ enum Command {
         #[arg(long)]
         fp16: bool,
     },
+    /// Rewrite an ONNX model's PRelu activations as Relu(x) + slope * Min(x, 0), which ONNX
+    /// Runtime runs faster on CPUs, with the same outputs (what `export` and `import` write
+    /// already; for files made before they did).
+    LowerPrelu {
+        #[arg(long)]
+        model: PathBuf,
+        /// Where to write the result (default: over the model).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Turn a pretrained third-party network into ONNX files.
     Import {
         #[command(subcommand)]
@@ -286,6 +296,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             for path in affect_train::import::mtcnn::import(&source, &out)? {
                 println!("wrote {}", path.display());
             }
+        }
+        Command::LowerPrelu { model, out } => {
+            let out = out.unwrap_or_else(|| model.clone());
+            let count = affect_train::export::lower_prelu_file(&model, &out)?;
+            println!("wrote {} ({count} PRelu rewritten)", out.display());
         }
         Command::Import {
             network: Import::Blazeface { from, out },

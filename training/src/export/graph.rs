@@ -57,6 +57,8 @@ pub struct GraphBuilder {
     inputs: Vec<ValueInfoProto>,
     outputs: Vec<ValueInfoProto>,
     counter: usize,
+    /// The scalar 0 that [`GraphBuilder::prelu`] compares with, made once.
+    zero: Option<String>,
 }
 
 fn value_info(name: &str, elem_type: i32, dims: &[Option<i64>]) -> ValueInfoProto {
@@ -94,7 +96,23 @@ impl GraphBuilder {
             inputs: Vec::new(),
             outputs: Vec::new(),
             counter: 0,
+            zero: None,
         }
+    }
+
+    /// `PRelu(x, slope)`, written as [`prelu_nodes`] writes it.
+    pub fn prelu(&mut self, x: &str, slope: &str) -> String {
+        let zero = match &self.zero {
+            Some(z) => z.clone(),
+            None => {
+                let z = self.constant("zero", &[], &[0.0]);
+                self.zero = Some(z.clone());
+                z
+            }
+        };
+        let y = self.fresh("prelu");
+        self.nodes.extend(prelu_nodes(&y, x, slope, &zero, &y));
+        y
     }
 
     /// The element type of computed float values.
@@ -311,4 +329,81 @@ mod tests {
             assert_eq!(f32_to_f16_bits(v), bits, "{v}");
         }
     }
+}
+
+/// The nodes computing `y = PRelu(x, slope)` as `Relu(x) + slope * Min(x, 0)`: the same values
+/// (up to the sign of a zero), which ONNX Runtime's CPU provider runs 1.5-3x faster than its
+/// `PRelu` kernel in the networks here, as that kernel makes it leave its blocked convolution
+/// layout around every activation. Intermediate values are named after `prefix`.
+pub fn prelu_nodes(prefix: &str, x: &str, slope: &str, zero: &str, y: &str) -> Vec<NodeProto> {
+    let node = |op: &str, inputs: &[&str], output: &str| NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.to_string()],
+        name: output.to_string(),
+        op_type: op.into(),
+        ..Default::default()
+    };
+    let (positive, negative, scaled) = (
+        format!("{prefix}_positive"),
+        format!("{prefix}_negative"),
+        format!("{prefix}_scaled"),
+    );
+    vec![
+        node("Relu", &[x], &positive),
+        node("Min", &[x, zero], &negative),
+        node("Mul", &[&negative, slope], &scaled),
+        node("Add", &[&positive, &scaled], y),
+    ]
+}
+
+/// Rewrites every `PRelu` node of `graph` as [`prelu_nodes`] writes it, in place, with one
+/// scalar zero initializer per float type the slopes use; returns how many were rewritten.
+/// Files exported before the exporter wrote PReLU this way get the same speed from it.
+pub fn lower_prelu(graph: &mut GraphProto) -> usize {
+    let slope_type = |name: &str, inits: &[TensorProto]| {
+        inits
+            .iter()
+            .find(|t| t.name == name)
+            .map_or(data_type::FLOAT, |t| t.data_type)
+    };
+    let mut count = 0;
+    let mut zeros: Vec<(i32, String)> = Vec::new();
+    let mut nodes = Vec::with_capacity(graph.node.len());
+    for node in std::mem::take(&mut graph.node) {
+        if node.op_type != "PRelu" || node.input.len() != 2 || node.output.len() != 1 {
+            nodes.push(node);
+            continue;
+        }
+        let elem = slope_type(&node.input[1], &graph.initializer);
+        let zero = match zeros.iter().find(|(t, _)| *t == elem) {
+            Some((_, name)) => name.clone(),
+            None => {
+                let name = format!("prelu_zero_{elem}");
+                let width = if elem == data_type::FLOAT16 { 2 } else { 4 };
+                graph.initializer.push(TensorProto {
+                    dims: Vec::new(),
+                    data_type: elem,
+                    name: name.clone(),
+                    raw_data: vec![0; width],
+                });
+                zeros.push((elem, name.clone()));
+                name
+            }
+        };
+        let prefix = if node.name.is_empty() {
+            format!("{}_lowered", node.output[0])
+        } else {
+            node.name.clone()
+        };
+        nodes.extend(prelu_nodes(
+            &prefix,
+            &node.input[0],
+            &node.input[1],
+            &zero,
+            &node.output[0],
+        ));
+        count += 1;
+    }
+    graph.node = nodes;
+    count
 }

@@ -18,6 +18,25 @@ pub const OPSET: i64 = 17;
 /// ONNX IR version (the one that goes with opset 17).
 pub const IR_VERSION: i64 = 8;
 
+/// Rewrites the PRelu nodes of the ONNX file `model` (see [`graph::lower_prelu`]) and writes
+/// the result to `out` through a temporary file; returns how many were rewritten.
+pub fn lower_prelu_file(model: &std::path::Path, out: &std::path::Path) -> Result<usize, String> {
+    use prost::Message;
+    let bytes = std::fs::read(model).map_err(|e| format!("{}: {e}", model.display()))?;
+    let mut proto = proto::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| format!("{}: not an ONNX model: {e}", model.display()))?;
+    let graph = proto
+        .graph
+        .as_mut()
+        .ok_or_else(|| format!("{}: the model has no graph", model.display()))?;
+    let count = graph::lower_prelu(graph);
+    let tmp = out.with_extension("onnx.partial");
+    std::fs::write(&tmp, proto.encode_to_vec())
+        .and_then(|()| std::fs::rename(&tmp, out))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(count)
+}
+
 /// Where a model came from, written into its metadata.
 #[derive(Clone, Debug, Default)]
 pub struct Provenance {

@@ -109,7 +109,7 @@ fn prelu(
         vec![channels as i64]
     };
     let s = g.constant("prelu_slope", &dims, &slope.data);
-    Ok(g.binary("PRelu", x, &s))
+    Ok(g.prelu(x, &s))
 }
 
 /// `MaxPool2d(k, s, ceil_mode=True)` without padding.

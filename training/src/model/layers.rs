@@ -151,7 +151,7 @@ impl ConvBn {
             (Act::Relu, _) => g.unary("Relu", &y),
             (Act::PRelu, Some(slope)) => {
                 let s = g.constant("prelu", &[cout as i64, 1, 1], &host(slope)?);
-                g.binary("PRelu", &y, &s)
+                g.prelu(&y, &s)
             }
             _ => y,
         })
