@@ -307,30 +307,6 @@ impl GraphBuilder {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::f32_to_f16_bits;
-
-    #[test]
-    fn half_conversion_matches_known_bit_patterns() {
-        // Values and bit patterns from the IEEE 754 binary16 definition.
-        let cases: [(f32, u16); 9] = [
-            (0.0, 0x0000),
-            (-0.0, 0x8000),
-            (1.0, 0x3c00),
-            (-2.0, 0xc000),
-            (65504.0, 0x7bff),
-            (1e6, 0x7c00),
-            (5.960_464_5e-8, 0x0001),
-            (0.333_333_34, 0x3555),
-            (6.103_515_6e-5, 0x0400),
-        ];
-        for (v, bits) in cases {
-            assert_eq!(f32_to_f16_bits(v), bits, "{v}");
-        }
-    }
-}
-
 /// The nodes computing `y = PRelu(x, slope)` as `Relu(x) + slope * Min(x, 0)`: the same values
 /// (up to the sign of a zero), which ONNX Runtime's CPU provider runs 1.5-3x faster than its
 /// `PRelu` kernel in the networks here, as that kernel makes it leave its blocked convolution
@@ -406,4 +382,28 @@ pub fn lower_prelu(graph: &mut GraphProto) -> usize {
     }
     graph.node = nodes;
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f32_to_f16_bits;
+
+    #[test]
+    fn half_conversion_matches_known_bit_patterns() {
+        // Values and bit patterns from the IEEE 754 binary16 definition.
+        let cases: [(f32, u16); 9] = [
+            (0.0, 0x0000),
+            (-0.0, 0x8000),
+            (1.0, 0x3c00),
+            (-2.0, 0xc000),
+            (65504.0, 0x7bff),
+            (1e6, 0x7c00),
+            (5.960_464_5e-8, 0x0001),
+            (0.333_333_34, 0x3555),
+            (6.103_515_6e-5, 0x0400),
+        ];
+        for (v, bits) in cases {
+            assert_eq!(f32_to_f16_bits(v), bits, "{v}");
+        }
+    }
 }
