@@ -13,7 +13,8 @@
 //! - `affectsink`: rows/s vs the same rows formatted and written without GStreamer;
 //! - live end-to-end latency at 1, 4 and 16 live streams vs the same pipelines with
 //!   `identity` in place of `affectinfer` (`live_bench`); `--soak MINUTES` runs a long live
-//!   stream with track churn and reports memory.
+//!   stream with track churn and reports memory;
+//! - `--real`: the whole analysis on real footage, stage by stage (`real_bench`).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,14 @@ pub struct BenchOptions {
     /// Clips of the archive benchmark.
     #[arg(long, default_value_t = 8)]
     pub clips: usize,
+    /// Only the real-footage benchmark: the whole analysis, stage by stage, on a 1280x720 and
+    /// a 1920x1080 clip of six real faces under a known pan and zoom, against the bare
+    /// session and a Python loop (needs the set-up's .venv with --train's packages).
+    #[arg(long)]
+    pub real: bool,
+    /// Frames of each real-footage clip.
+    #[arg(long, default_value_t = 250)]
+    pub frames: usize,
     #[command(flatten)]
     pub elements: crate::pipeline::ElementOptions,
 }
@@ -364,6 +373,14 @@ pub fn run(options: &BenchOptions) -> Result<(), String> {
     }
     if options.archive {
         return crate::archive_bench::run(&model, options.clips, &options.elements);
+    }
+    if options.real {
+        return crate::real_bench::run(
+            &model,
+            options.frames,
+            if options.long { 3 } else { 1 },
+            &options.elements,
+        );
     }
     let (seconds, crops_n, frames, runs) = if options.long {
         (60.0, 2000, 600, 5)

@@ -15,6 +15,7 @@ pub mod models;
 pub mod pipeline;
 pub mod plot;
 pub mod progress;
+pub mod real_bench;
 pub mod table;
 
 /// Initialises GStreamer and registers the affect elements linked into this program, so no
