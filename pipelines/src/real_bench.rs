@@ -104,9 +104,10 @@ fn write_clip(
         .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
         .ok_or("no appsrc")?;
     src.set_block(true);
-    pipeline
-        .set_state(gst::State::Playing)
-        .map_err(|e| e.to_string())?;
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        wait(&pipeline)?;
+        return Err(format!("cannot write {}", path.display()));
+    }
     let (sw, sh) = scene_size;
     let img = RgbImage::new(scene, sw as u32, sh as u32, sw * 3).map_err(|e| e.to_string())?;
     let mut out = vec![0u8; width * height * 3];
@@ -174,9 +175,11 @@ fn best_seconds(description: &str, runs: usize) -> Result<f64, String> {
             .downcast::<gst::Pipeline>()
             .map_err(|_| "not a pipeline".to_string())?;
         let started = Instant::now();
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|e| e.to_string())?;
+        if pipeline.set_state(gst::State::Playing).is_err() {
+            // The element that refused posted why.
+            wait(&pipeline)?;
+            return Err(format!("{description}: the pipeline does not start"));
+        }
         wait(&pipeline)?;
         best = best.min(started.elapsed().as_secs_f64());
     }
@@ -243,7 +246,7 @@ pub fn run(
         );
         let write = format!(
             "filesrc location={clip_q} ! affectanalysisbin model={model_q} {analysis} \
-             ! affectsink location={}",
+             ! affectsink overwrite=true location={}",
             quote(&table)
         );
         let t_decode = best_seconds(&decode, runs)?;
