@@ -154,10 +154,9 @@ fn element_scores_match_the_onnx_reference_on_the_synthetic_world() {
         assert_eq!(ids.len(), 1, "{person} had several tracks: {ids:?}");
     }
 
-    // The elements made the process's one ONNX Runtime environment; the reference opens its
-    // own session in it.
-    let env = gstaffect::session::environment().unwrap();
-    let mut model = OnnxModel::open_in(env, &model()).unwrap();
+    // The reference opens its own session in the process's one ONNX Runtime environment,
+    // which the elements made.
+    let mut model = OnnxModel::open(&model()).unwrap();
     let mut reference = Predictions::new();
     for split in SPLITS {
         reference.extend(onnx_predict::predict_split(&mut model, &data, split).unwrap());

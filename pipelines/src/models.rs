@@ -8,9 +8,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use affect_core::contract::{Alignment, ModelContract, io, keys};
+use affect_core::contract::{Alignment, keys};
 use affect_core::detect::mtcnn;
-use gstaffect::session::{self, Provider, SessionOptions};
+use affect_onnx::{Model, Provider, SessionOptions};
 
 /// Options of `affect models`.
 #[derive(clap::Args)]
@@ -37,16 +37,20 @@ fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-/// The description of one file (a contract model, a detector network or a broken file).
-pub fn describe(path: &Path) -> Result<String, String> {
+/// The model file at `path` opened on the CPU with one thread of its own, to read what it is.
+pub fn open_on_cpu(path: &Path) -> Result<Model, String> {
     let options = SessionOptions {
         provider: Provider::Cpu,
         intra_op_threads: 1,
         fallback_to_cpu: false,
     };
-    let (s, _) = session::open(path, &options)?;
-    let meta = session::metadata(&s)?;
-    let (inputs, outputs) = session::io_specs(&s);
+    Model::open(path, &options)
+}
+
+/// The description of one file (a contract model, a detector network or a broken file).
+pub fn describe(path: &Path) -> Result<String, String> {
+    let model = open_on_cpu(path)?;
+    let meta = &model.metadata;
     let mut t = String::new();
     let _ = writeln!(t, "{}", path.display());
     let field = |t: &mut String, name: &str, value: &str| {
@@ -82,10 +86,7 @@ pub fn describe(path: &Path) -> Result<String, String> {
         provenance(&mut t);
         return Ok(t);
     }
-    let has = |name: &str| inputs.iter().any(|i| i.name == name);
-    let contract = ModelContract::from_metadata(&meta, has(io::AUDIO), has(io::STATE_IN))
-        .and_then(|c| c.check_io(&inputs, &outputs).map(|()| c));
-    let c = match contract {
+    let c = match model.contract() {
         Ok(c) => c,
         Err(e) => {
             field(&mut t, "kind", "not a model of the affect contract");

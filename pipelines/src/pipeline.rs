@@ -114,19 +114,10 @@ impl ModelStage {
     }
 }
 
-/// The contract of the model file at `path`.
+/// The contract of the model file at `path`, read and checked.
 fn model_contract(path: &Path) -> Result<affect_core::contract::ModelContract, String> {
-    use affect_core::contract::{ModelContract, io};
-    use gstaffect::session::{self, Provider, SessionOptions};
-    let options = SessionOptions {
-        provider: Provider::Cpu,
-        intra_op_threads: 1,
-        fallback_to_cpu: false,
-    };
-    let (s, _) = session::open(path, &options)?;
-    let (inputs, _) = session::io_specs(&s);
-    let has = |name: &str| inputs.iter().any(|i| i.name == name);
-    ModelContract::from_metadata(&session::metadata(&s)?, has(io::AUDIO), has(io::STATE_IN))
+    crate::models::open_on_cpu(path)?
+        .contract()
         .map_err(|e| format!("model {}: {e}", path.display()))
 }
 

@@ -7,19 +7,19 @@
 //! state carried, as a pipeline runs it. What a pipeline of the elements measures on the same
 //! videos can be compared with this.
 //!
-//! `affect-train predict --onnx MODEL --data DIR --split S --out pred.csv`; the ONNX Runtime
-//! library is loaded from `ORT_DYLIB_PATH`, else `libonnxruntime.so` on the loader path (the
-//! set-up installs it).
+//! `affect-train predict --onnx MODEL --data DIR --split S --out pred.csv`; the model is opened
+//! as the elements open theirs (`affect_onnx`: the ONNX Runtime library from `ORT_DYLIB_PATH`,
+//! else `libonnxruntime.so` on the loader path, which the set-up installs; the contract read
+//! and checked).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use affect_core::contract::{ModelContract, io};
 use affect_core::labels::{N_AUS, N_EXPRESSIONS};
 use affect_core::metrics;
-use ort::environment::Environment;
+use affect_onnx::{Model, Provider, SessionOptions};
 use ort::session::Session;
 use ort::value::TensorRef;
 use thiserror::Error;
@@ -66,27 +66,6 @@ impl FramePrediction {
 /// Predictions keyed by (annotation name, 1-based frame).
 pub type Predictions = HashMap<(String, u32), FramePrediction>;
 
-fn environment() -> Result<&'static Environment, String> {
-    static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let library = std::env::var_os("ORT_DYLIB_PATH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "libonnxruntime.so".into());
-        ort::init_from(&library)
-            .map_err(|e| {
-                format!(
-                    "cannot load ONNX Runtime from '{}': {e} (run ./setup.sh or set ORT_DYLIB_PATH)",
-                    library.display()
-                )
-            })?
-            .with_name("affect-train")
-            .build()
-            .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))
-    })
-    .as_ref()
-    .map_err(Clone::clone)
-}
-
 /// An exported model opened on the CPU with its contract.
 pub struct OnnxModel {
     session: Session,
@@ -95,36 +74,21 @@ pub struct OnnxModel {
 }
 
 impl OnnxModel {
-    /// Opens `path` in this module's ONNX Runtime environment.
+    /// Opens `path` on the CPU in the process's ONNX Runtime environment (the one the
+    /// elements use too), its contract read and checked.
     pub fn open(path: &Path) -> Result<OnnxModel, OnnxPredictError> {
-        let env = environment().map_err(|message| OnnxPredictError::Model {
-            path: path.to_path_buf(),
-            message,
-        })?;
-        Self::open_in(env, path)
-    }
-
-    /// Opens `path` in `env`: ONNX Runtime allows one environment per process, so a process
-    /// that already made one (e.g. the elements' `gstaffect::session::environment()`) passes
-    /// it here.
-    pub fn open_in(env: &Environment, path: &Path) -> Result<OnnxModel, OnnxPredictError> {
         let model_err = |message: String| OnnxPredictError::Model {
             path: path.to_path_buf(),
             message,
         };
-        let session = Session::builder(env)
-            .and_then(|mut b| b.commit_from_file(path))
-            .map_err(|e| model_err(e.to_string()))?;
-        let meta = session.metadata().map_err(|e| model_err(e.to_string()))?;
-        let keys = meta.custom_keys().map_err(|e| model_err(e.to_string()))?;
-        let props: BTreeMap<String, String> = keys
-            .into_iter()
-            .filter_map(|k| meta.custom(&k).map(|v| (k, v)))
-            .collect();
-        drop(meta);
-        let has = |name: &str| session.inputs().iter().any(|i| i.name() == name);
-        let contract = ModelContract::from_metadata(&props, has(io::AUDIO), has(io::STATE_IN))
-            .map_err(|e| model_err(e.to_string()))?;
+        let options = SessionOptions {
+            provider: Provider::Cpu,
+            intra_op_threads: 0,
+            fallback_to_cpu: false,
+        };
+        let model = Model::open(path, &options).map_err(model_err)?;
+        let contract = model.contract().map_err(|e| model_err(e.to_string()))?;
+        let session = model.session;
         if contract.au_labels.len() != N_AUS || contract.expression_labels.len() != N_EXPRESSIONS {
             return Err(model_err(format!(
                 "{} AUs and {} expressions; the ABAW scores need {N_AUS} and {N_EXPRESSIONS}",

@@ -183,6 +183,21 @@ impl Head {
             Head::Expression => io::EXPRESSION,
         }
     }
+
+    /// The head named `name`.
+    pub fn from_name(name: &str) -> Option<Head> {
+        Head::ALL.into_iter().find(|h| h.name() == name)
+    }
+
+    /// The names of a comma-separated list of heads (`affect.heads`, `affectinfer`'s `heads`),
+    /// in order, blanks around and between them skipped: each one's head, or the name itself
+    /// when no head has it.
+    pub fn parse_list(list: &str) -> impl Iterator<Item = Result<Head, &str>> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| Head::from_name(n).ok_or(n))
+    }
 }
 
 impl fmt::Display for Head {
@@ -205,6 +220,22 @@ impl Heads {
         au: true,
         expression: true,
     };
+
+    pub const NONE: Heads = Heads {
+        valence_arousal: false,
+        au: false,
+        expression: false,
+    };
+
+    /// Adds `head`; false when it was there already.
+    pub fn insert(&mut self, head: Head) -> bool {
+        let flag = match head {
+            Head::ValenceArousal => &mut self.valence_arousal,
+            Head::Au => &mut self.au,
+            Head::Expression => &mut self.expression,
+        };
+        !std::mem::replace(flag, true)
+    }
 
     pub fn has(&self, head: Head) -> bool {
         match head {
@@ -574,26 +605,16 @@ impl ModelContract {
                 value: v.to_string(),
                 reason,
             };
-            let mut heads = Heads {
-                valence_arousal: false,
-                au: false,
-                expression: false,
-            };
-            for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                let flag = match name {
-                    io::VALENCE_AROUSAL => &mut heads.valence_arousal,
-                    io::AU => &mut heads.au,
-                    io::EXPRESSION => &mut heads.expression,
-                    other => {
-                        return Err(bad(format!(
-                            "unknown head '{other}' (expected valence_arousal, au, expression)"
-                        )));
-                    }
-                };
-                if *flag {
-                    return Err(bad(format!("head '{name}' is named twice")));
+            let mut heads = Heads::NONE;
+            for head in Head::parse_list(v) {
+                let head = head.map_err(|other| {
+                    bad(format!(
+                        "unknown head '{other}' (expected valence_arousal, au, expression)"
+                    ))
+                })?;
+                if !heads.insert(head) {
+                    return Err(bad(format!("head '{head}' is named twice")));
                 }
-                *flag = true;
             }
             if heads.iter().next().is_none() {
                 return Err(bad("a model needs at least one head".into()));

@@ -916,40 +916,29 @@ impl AggregatorImpl for AffectInfer {
         let heads = match &s.heads {
             None => model.contract.heads,
             Some(list) => {
-                let mut chosen = Heads {
-                    valence_arousal: false,
-                    au: false,
-                    expression: false,
-                };
-                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                    let head = Head::ALL
-                        .into_iter()
-                        .find(|h| h.name() == name)
-                        .ok_or_else(|| {
-                            gst::error_msg!(
-                                gst::LibraryError::Settings,
-                                [
-                                    "heads: unknown head '{}' (valence_arousal, au, expression)",
-                                    name
-                                ]
-                            )
-                        })?;
+                let mut chosen = Heads::NONE;
+                for head in Head::parse_list(list) {
+                    let head = head.map_err(|name| {
+                        gst::error_msg!(
+                            gst::LibraryError::Settings,
+                            [
+                                "heads: unknown head '{}' (valence_arousal, au, expression)",
+                                name
+                            ]
+                        )
+                    })?;
                     if !model.contract.heads.has(head) {
                         return Err(gst::error_msg!(
                             gst::LibraryError::Settings,
                             [
                                 "heads: model '{}' has no {} head (it has {})",
                                 path.display(),
-                                name,
+                                head,
                                 model.contract.heads.list()
                             ]
                         ));
                     }
-                    match head {
-                        Head::ValenceArousal => chosen.valence_arousal = true,
-                        Head::Au => chosen.au = true,
-                        Head::Expression => chosen.expression = true,
-                    }
+                    chosen.insert(head);
                 }
                 if chosen.iter().next().is_none() {
                     return Err(gst::error_msg!(
