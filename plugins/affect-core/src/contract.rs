@@ -581,50 +581,41 @@ impl Meta<'_> {
         }
         Ok(labels)
     }
-}
 
-impl ModelContract {
-    /// Parses and checks the metadata of a model. `has_audio` / `has_state` say whether the
-    /// model has an `audio` / `state_in` input, which makes the matching keys required.
-    pub fn from_metadata(
-        metadata: &BTreeMap<String, String>,
-        has_audio: bool,
-        has_state: bool,
-    ) -> Result<Self, ContractError> {
-        let m = Meta(metadata);
-        let version: u32 = m.required_parse(keys::CONTRACT)?;
-        if !(CONTRACT_VERSION_1..=CONTRACT_VERSION).contains(&version) {
-            return Err(ContractError::UnsupportedVersion { got: version });
+    /// The heads the model has: all three in version 1, else those `affect.heads` names.
+    fn heads(&self, version: u32) -> Result<Heads, ContractError> {
+        if version == CONTRACT_VERSION_1 {
+            return Ok(Heads::ALL);
         }
-        let heads = if version == CONTRACT_VERSION_1 {
-            Heads::ALL
-        } else {
-            let v = m.required(keys::HEADS)?;
-            let bad = |reason: String| ContractError::BadValue {
-                key: keys::HEADS,
-                value: v.to_string(),
-                reason,
-            };
-            let mut heads = Heads::NONE;
-            for head in Head::parse_list(v) {
-                let head = head.map_err(|other| {
-                    bad(format!(
-                        "unknown head '{other}' (expected valence_arousal, au, expression)"
-                    ))
-                })?;
-                if !heads.insert(head) {
-                    return Err(bad(format!("head '{head}' is named twice")));
-                }
-            }
-            if heads.iter().next().is_none() {
-                return Err(bad("a model needs at least one head".into()));
-            }
-            heads
+        let v = self.required(keys::HEADS)?;
+        let bad = |reason: String| ContractError::BadValue {
+            key: keys::HEADS,
+            value: v.to_string(),
+            reason,
         };
+        let mut heads = Heads::NONE;
+        for head in Head::parse_list(v) {
+            let head = head.map_err(|other| {
+                bad(format!(
+                    "unknown head '{other}' (expected valence_arousal, au, expression)"
+                ))
+            })?;
+            if !heads.insert(head) {
+                return Err(bad(format!("head '{head}' is named twice")));
+            }
+        }
+        if heads.iter().next().is_none() {
+            return Err(bad("a model needs at least one head".into()));
+        }
+        Ok(heads)
+    }
+
+    /// The face input: size, channels (RGB in version 1), normalisation and alignment.
+    fn face(&self, version: u32) -> Result<FaceSpec, ContractError> {
         let channels: u32 = if version == CONTRACT_VERSION_1 {
             3
         } else {
-            m.optional_parse(keys::FACE_CHANNELS)?.unwrap_or(3)
+            self.optional_parse(keys::FACE_CHANNELS)?.unwrap_or(3)
         };
         if channels != 1 && channels != 3 {
             return Err(ContractError::BadValue {
@@ -633,7 +624,7 @@ impl ModelContract {
                 reason: "must be 1 (grey) or 3 (RGB)".into(),
             });
         }
-        let alignment = match m.required(keys::FACE_ALIGNMENT)? {
+        let alignment = match self.required(keys::FACE_ALIGNMENT)? {
             "arcface-5pt" => Alignment::ArcFace5Point,
             "box" => Alignment::Box,
             other => {
@@ -644,7 +635,7 @@ impl ModelContract {
                 });
             }
         };
-        let box_margin: f32 = m.optional_parse(keys::FACE_BOX_MARGIN)?.unwrap_or(0.0);
+        let box_margin: f32 = self.optional_parse(keys::FACE_BOX_MARGIN)?.unwrap_or(0.0);
         if !(box_margin.is_finite() && box_margin >= 0.0) {
             return Err(ContractError::BadValue {
                 key: keys::FACE_BOX_MARGIN,
@@ -652,85 +643,79 @@ impl ModelContract {
                 reason: "must be finite and >= 0".into(),
             });
         }
-        let face = FaceSpec {
-            height: m.bounded(keys::FACE_HEIGHT, limits::FACE_SIDE)? as u32,
-            width: m.bounded(keys::FACE_WIDTH, limits::FACE_SIDE)? as u32,
+        Ok(FaceSpec {
+            height: self.bounded(keys::FACE_HEIGHT, limits::FACE_SIDE)? as u32,
+            width: self.bounded(keys::FACE_WIDTH, limits::FACE_SIDE)? as u32,
             channels,
-            mean: m.triple(keys::FACE_MEAN, false, channels == 1)?,
-            std: m.triple(keys::FACE_STD, true, channels == 1)?,
+            mean: self.triple(keys::FACE_MEAN, false, channels == 1)?,
+            std: self.triple(keys::FACE_STD, true, channels == 1)?,
             alignment,
             box_margin,
-        };
+        })
+    }
 
-        let audio = if has_audio {
-            let defaults = MelConfig::default();
-            let mel = MelConfig {
-                sample_rate: m.positive(keys::AUDIO_SAMPLE_RATE)? as u32,
-                n_fft: m.bounded(keys::AUDIO_N_FFT, limits::AUDIO_SAMPLES)?,
-                win_length: m.bounded(keys::AUDIO_WIN, limits::AUDIO_SAMPLES)?,
-                hop_length: m.bounded(keys::AUDIO_HOP, limits::AUDIO_SAMPLES)?,
-                n_mels: m.bounded(keys::AUDIO_N_MELS, limits::N_MELS)?,
-                f_min: m
-                    .optional_parse(keys::AUDIO_F_MIN)?
-                    .unwrap_or(defaults.f_min),
-                f_max: m.optional_parse(keys::AUDIO_F_MAX)?,
-                power: m
-                    .optional_parse(keys::AUDIO_POWER)?
-                    .unwrap_or(defaults.power),
-                log_offset: m
-                    .optional_parse(keys::AUDIO_LOG_OFFSET)?
-                    .unwrap_or(defaults.log_offset),
-                mel_scale: m
-                    .optional_parse::<MelScale>(keys::AUDIO_MEL_SCALE)?
-                    .unwrap_or_default(),
-                norm: m
-                    .optional_parse::<MelNorm>(keys::AUDIO_MEL_NORM)?
-                    .unwrap_or_default(),
-                window: m
-                    .optional_parse::<WindowKind>(keys::AUDIO_WINDOW)?
-                    .unwrap_or_default(),
-            };
-            mel.validate().map_err(|e| ContractError::BadValue {
-                key: keys::AUDIO_SAMPLE_RATE,
-                value: format!("{mel:?}"),
-                reason: format!("the audio parameters do not make a spectrogram: {e}"),
-            })?;
-            Some(AudioSpec {
-                mel,
-                frames: m.bounded(keys::AUDIO_FRAMES, limits::AUDIO_FRAMES)?,
-            })
-        } else {
-            None
+    /// The audio input of a model that has one: the log-mel parameters (defaults for the
+    /// optional ones) and the window's length in frames.
+    fn audio(&self) -> Result<AudioSpec, ContractError> {
+        let defaults = MelConfig::default();
+        let mel = MelConfig {
+            sample_rate: self.positive(keys::AUDIO_SAMPLE_RATE)? as u32,
+            n_fft: self.bounded(keys::AUDIO_N_FFT, limits::AUDIO_SAMPLES)?,
+            win_length: self.bounded(keys::AUDIO_WIN, limits::AUDIO_SAMPLES)?,
+            hop_length: self.bounded(keys::AUDIO_HOP, limits::AUDIO_SAMPLES)?,
+            n_mels: self.bounded(keys::AUDIO_N_MELS, limits::N_MELS)?,
+            f_min: self
+                .optional_parse(keys::AUDIO_F_MIN)?
+                .unwrap_or(defaults.f_min),
+            f_max: self.optional_parse(keys::AUDIO_F_MAX)?,
+            power: self
+                .optional_parse(keys::AUDIO_POWER)?
+                .unwrap_or(defaults.power),
+            log_offset: self
+                .optional_parse(keys::AUDIO_LOG_OFFSET)?
+                .unwrap_or(defaults.log_offset),
+            mel_scale: self
+                .optional_parse::<MelScale>(keys::AUDIO_MEL_SCALE)?
+                .unwrap_or_default(),
+            norm: self
+                .optional_parse::<MelNorm>(keys::AUDIO_MEL_NORM)?
+                .unwrap_or_default(),
+            window: self
+                .optional_parse::<WindowKind>(keys::AUDIO_WINDOW)?
+                .unwrap_or_default(),
         };
+        mel.validate().map_err(|e| ContractError::BadValue {
+            key: keys::AUDIO_SAMPLE_RATE,
+            value: format!("{mel:?}"),
+            reason: format!("the audio parameters do not make a spectrogram: {e}"),
+        })?;
+        Ok(AudioSpec {
+            mel,
+            frames: self.bounded(keys::AUDIO_FRAMES, limits::AUDIO_FRAMES)?,
+        })
+    }
 
-        let state_size = if has_state {
-            Some(m.bounded(keys::STATE_SIZE, limits::STATE_SIZE)?)
-        } else {
-            None
-        };
-
-        // Labels exactly for the heads present: a key for an absent head is a file whose
-        // metadata and graph disagree.
-        let labels_of = |head: Head, key: &'static str| -> Result<Vec<String>, ContractError> {
-            match (heads.has(head), m.raw(key).is_some()) {
-                (true, _) => m.labels(key),
-                (false, true) => Err(ContractError::LabelsWithoutHead {
-                    key,
-                    head: head.name(),
-                }),
-                (false, false) => Ok(Vec::new()),
-            }
-        };
-        let au_labels = labels_of(Head::Au, keys::LABELS_AU)?;
-        let expression_labels = labels_of(Head::Expression, keys::LABELS_EXPRESSION)?;
-        if heads.expression && expression_labels.len() < 2 {
-            return Err(ContractError::BadValue {
-                key: keys::LABELS_EXPRESSION,
-                value: expression_labels.join(","),
-                reason: "a softmax over fewer than 2 classes says nothing".into(),
-            });
+    /// The labels of `head` under `key`: exactly for the heads present, since a key for an
+    /// absent head is a file whose metadata and graph disagree.
+    fn labels_of(
+        &self,
+        heads: &Heads,
+        head: Head,
+        key: &'static str,
+    ) -> Result<Vec<String>, ContractError> {
+        match (heads.has(head), self.raw(key).is_some()) {
+            (true, _) => self.labels(key),
+            (false, true) => Err(ContractError::LabelsWithoutHead {
+                key,
+                head: head.name(),
+            }),
+            (false, false) => Ok(Vec::new()),
         }
+    }
 
+    /// The `affect.*` keys the contract does not interpret (provenance: backbone, training
+    /// data, date, ...), kept as they are.
+    fn provenance(&self) -> BTreeMap<String, String> {
         let interpreted = [
             keys::CONTRACT,
             keys::FACE_HEIGHT,
@@ -746,7 +731,7 @@ impl ModelContract {
             keys::STATE_SIZE,
             keys::MODEL_NAME,
         ];
-        let provenance = metadata
+        self.0
             .iter()
             .filter(|(k, _)| {
                 k.starts_with("affect.")
@@ -754,8 +739,40 @@ impl ModelContract {
                     && !interpreted.contains(&k.as_str())
             })
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+            .collect()
+    }
+}
 
+impl ModelContract {
+    /// Parses and checks the metadata of a model. `has_audio` / `has_state` say whether the
+    /// model has an `audio` / `state_in` input, which makes the matching keys required.
+    pub fn from_metadata(
+        metadata: &BTreeMap<String, String>,
+        has_audio: bool,
+        has_state: bool,
+    ) -> Result<Self, ContractError> {
+        let m = Meta(metadata);
+        let version: u32 = m.required_parse(keys::CONTRACT)?;
+        if !(CONTRACT_VERSION_1..=CONTRACT_VERSION).contains(&version) {
+            return Err(ContractError::UnsupportedVersion { got: version });
+        }
+        let heads = m.heads(version)?;
+        let face = m.face(version)?;
+        let audio = if has_audio { Some(m.audio()?) } else { None };
+        let state_size = if has_state {
+            Some(m.bounded(keys::STATE_SIZE, limits::STATE_SIZE)?)
+        } else {
+            None
+        };
+        let au_labels = m.labels_of(&heads, Head::Au, keys::LABELS_AU)?;
+        let expression_labels = m.labels_of(&heads, Head::Expression, keys::LABELS_EXPRESSION)?;
+        if heads.expression && expression_labels.len() < 2 {
+            return Err(ContractError::BadValue {
+                key: keys::LABELS_EXPRESSION,
+                value: expression_labels.join(","),
+                reason: "a softmax over fewer than 2 classes says nothing".into(),
+            });
+        }
         Ok(Self {
             version,
             face,
@@ -765,7 +782,7 @@ impl ModelContract {
             au_labels,
             expression_labels,
             name: m.raw(keys::MODEL_NAME).map(str::to_string),
-            provenance,
+            provenance: m.provenance(),
         })
     }
 

@@ -216,6 +216,33 @@ fn smooth(previous: &FaceResult, new: &FaceResult, alpha: f32) -> FaceResult {
     }
 }
 
+/// How a frame's results are written: the `smoothing` factor and whether an element message
+/// is posted (`post-messages`).
+#[derive(Clone, Copy)]
+struct Output {
+    alpha: f32,
+    post: bool,
+}
+
+/// A face whose box reached outside the frame: its meta index and the box cut to the frame
+/// (x, y, w, h).
+type ClippedFace = (usize, (u32, u32, u32, u32));
+
+/// The model's answer for the faces of one frame.
+type Answer = Result<Vec<FaceResult>, String>;
+
+/// The answer of a frame's faces: the one that came, else the one waited for on `reply`;
+/// nothing to wait for when no face was sent.
+fn wait_for_answer(answer: Option<Answer>, reply: Option<Receiver<Answer>>) -> Answer {
+    match (answer, reply) {
+        (Some(a), _) => a,
+        (None, Some(rx)) => rx
+            .recv()
+            .unwrap_or_else(|_| Err("the inference thread stopped".into())),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
 impl AffectInfer {
     fn element_error(&self, message: String) -> gst::FlowError {
         gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", message));
@@ -345,38 +372,7 @@ impl AffectInfer {
     /// and, waiting for their answers, as many more as it takes to leave at most `keep` in
     /// flight.
     fn push_ready(&self, keep: usize) -> Result<gst::FlowSuccess, gst::FlowError> {
-        loop {
-            let (frame, model, alpha, post) = {
-                let mut guard = self.state.lock().unwrap();
-                let Some(state) = guard.as_mut() else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let queued = state.in_flight.len();
-                let Some(head) = state.in_flight.front_mut() else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                if head.answer.is_none()
-                    && let Some(reply) = &head.reply
-                {
-                    match reply.try_recv() {
-                        Ok(answer) => head.answer = Some(answer),
-                        Err(TryRecvError::Empty) if queued <= keep => {
-                            return Ok(gst::FlowSuccess::Ok);
-                        }
-                        Err(TryRecvError::Empty) => {}
-                        Err(TryRecvError::Disconnected) => {
-                            head.answer = Some(Err("the inference thread stopped".into()))
-                        }
-                    }
-                }
-                let s = self.settings.lock().unwrap();
-                (
-                    state.in_flight.pop_front().expect("head exists"),
-                    state.model.clone(),
-                    s.smoothing as f32,
-                    s.post_messages,
-                )
-            };
+        while let Some((frame, model, output)) = self.next_ready_frame(keep) {
             let InFlight {
                 mut buffer,
                 faces,
@@ -386,130 +382,309 @@ impl AffectInfer {
                 ended,
                 clipped,
             } = frame;
-            let answer = match (answer, reply) {
-                (Some(a), _) => a,
-                (None, Some(rx)) => rx
-                    .recv()
-                    .unwrap_or_else(|_| Err("the inference thread stopped".into())),
-                (None, None) => Ok(Vec::new()),
-            };
-            let results = answer.map_err(|e| self.element_error(e))?;
-            let mut faces_msg = Vec::new();
+            let results = wait_for_answer(answer, reply).map_err(|e| self.element_error(e))?;
             let mut guard = self.state.lock().unwrap();
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
             for t in &ended {
                 state.smoothed.remove(t);
             }
-            if alpha == 0.0 {
+            if output.alpha == 0.0 {
                 state.smoothed.clear();
             }
-            if !results.is_empty() || !clipped.is_empty() {
-                let pts = buffer.pts();
-                let buf = buffer.make_mut();
-                let mut metas: Vec<_> = buf
-                    .iter_meta_mut::<VideoRegionOfInterestMeta>()
-                    .filter(|m| m.roi_type() == FACE_ROI_TYPE)
-                    .collect();
-                let mut replace: Vec<usize> = Vec::new();
-                let mut merged_params: Vec<(usize, gst::Structure)> = Vec::new();
-                for &(i, rect) in &clipped {
-                    if let Some(meta) = metas.get_mut(i) {
-                        meta.set_rect(rect);
-                    }
-                }
-                for (face, result) in faces.iter().zip(&results) {
-                    if !result.is_finite() {
-                        if !state.warned_non_finite {
-                            state.warned_non_finite = true;
-                            gst::element_imp_warning!(
-                                self,
-                                gst::StreamError::Decode,
-                                (
-                                    "Model '{}' gave NaN or infinite outputs for face {} at {}: \
-                                     such faces get no result (success 0); reported once per \
-                                     stream",
-                                    model.path.display(),
-                                    face.track_id,
-                                    pts.display()
-                                )
-                            );
-                        }
-                        state.smoothed.remove(&face.track_id);
-                        continue;
-                    }
-                    let result = match state.smoothed.get(&face.track_id) {
-                        Some(prev) if alpha > 0.0 => smooth(prev, result, alpha),
-                        _ => result.clone(),
-                    };
-                    let mut s = result_structure(&model, &state.heads, &result);
-                    // A model upstream already gave results for this face: ours are added to
-                    // its structure, and a head both give is ours.
-                    if let Some(earlier) = metas
-                        .get(face.meta_index)
-                        .and_then(|m| m.param(AFFECT_PARAMS))
-                        .and_then(AffectResult::from_structure)
-                        && let Some(ours) = AffectResult::from_structure(&s)
-                    {
-                        let mut merged = earlier.clone();
-                        let our_model = ours.model.clone();
-                        let replaced = merged.merge(ours);
-                        if !replaced.is_empty() && !state.warned_overlap {
-                            state.warned_overlap = true;
-                            gst::element_imp_warning!(
-                                self,
-                                gst::CoreError::Negotiation,
-                                (
-                                    "Model '{}' gives {}, which '{}' upstream already gave on \
-                                     the same faces: this element's replace them (set heads on \
-                                     one of the two to choose; reported once per stream)",
-                                    our_model,
-                                    replaced.join(", "),
-                                    earlier.model
-                                )
-                            );
-                        }
-                        s = merged.to_structure();
-                        replace.push(face.meta_index);
-                    }
-                    if post {
-                        let mut m = s.clone();
-                        m.set("track-id", face.track_id);
-                        m.set("x", face.bbox[0] as f64);
-                        m.set("y", face.bbox[1] as f64);
-                        m.set("width", (face.bbox[2] - face.bbox[0]) as f64);
-                        m.set("height", (face.bbox[3] - face.bbox[1]) as f64);
-                        faces_msg.push(m);
-                    }
-                    if let Some(meta) = metas.get_mut(face.meta_index) {
-                        if replace.last() == Some(&face.meta_index) {
-                            merged_params.push((face.meta_index, s));
-                        } else {
-                            meta.add_param(s);
-                        }
-                    }
-                    if alpha > 0.0 {
-                        state.smoothed.insert(face.track_id, result);
-                    }
-                }
-                drop(metas);
-                if !merged_params.is_empty() {
-                    replace_results(buf, &merged_params);
-                }
-            }
+            let faces_msg = if !results.is_empty() || !clipped.is_empty() {
+                self.write_results(
+                    state,
+                    &model,
+                    output,
+                    &mut buffer,
+                    &faces,
+                    &results,
+                    &clipped,
+                )
+            } else {
+                Vec::new()
+            };
             drop(guard);
-            if post {
-                let msg = gst::Structure::builder(AFFECT_PARAMS)
-                    .field("timestamp", buffer.pts())
-                    .field("running-time", running_time)
-                    .field("faces", gst::Array::new(faces_msg))
-                    .build();
-                let _ = self.obj().post_message(
-                    gst::message::Element::builder(msg)
-                        .src(&*self.obj())
-                        .build(),
-                );
+            if output.post {
+                self.post_results_message(&buffer, running_time, faces_msg);
             }
             self.obj().finish_buffer(buffer)?;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Takes the frame at the head of the queue when its answer came, or, still waiting for
+    /// it, when more than `keep` frames are in flight; with the model and how results are
+    /// written. None when the head stays (or there is none).
+    fn next_ready_frame(&self, keep: usize) -> Option<(InFlight, Arc<SharedModel>, Output)> {
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut()?;
+        let queued = state.in_flight.len();
+        let head = state.in_flight.front_mut()?;
+        if head.answer.is_none()
+            && let Some(reply) = &head.reply
+        {
+            match reply.try_recv() {
+                Ok(answer) => head.answer = Some(answer),
+                Err(TryRecvError::Empty) if queued <= keep => return None,
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => {
+                    head.answer = Some(Err("the inference thread stopped".into()))
+                }
+            }
+        }
+        let s = self.settings.lock().unwrap();
+        Some((
+            state.in_flight.pop_front().expect("head exists"),
+            state.model.clone(),
+            Output {
+                alpha: s.smoothing as f32,
+                post: s.post_messages,
+            },
+        ))
+    }
+
+    /// Writes the results of one frame's faces on their metas (boxes reaching outside the
+    /// frame cut to it, results smoothed along their tracks, merged into an upstream model's)
+    /// and returns the faces of the frame's element message (empty without `post`).
+    #[allow(clippy::too_many_arguments)]
+    fn write_results(
+        &self,
+        state: &mut State,
+        model: &SharedModel,
+        output: Output,
+        buffer: &mut gst::Buffer,
+        faces: &[PendingFace],
+        results: &[FaceResult],
+        clipped: &[ClippedFace],
+    ) -> Vec<gst::Structure> {
+        let Output { alpha, post } = output;
+        let mut faces_msg = Vec::new();
+        let pts = buffer.pts();
+        let buf = buffer.make_mut();
+        let mut metas: Vec<_> = buf
+            .iter_meta_mut::<VideoRegionOfInterestMeta>()
+            .filter(|m| m.roi_type() == FACE_ROI_TYPE)
+            .collect();
+        let mut replace: Vec<usize> = Vec::new();
+        let mut merged_params: Vec<(usize, gst::Structure)> = Vec::new();
+        for &(i, rect) in clipped {
+            if let Some(meta) = metas.get_mut(i) {
+                meta.set_rect(rect);
+            }
+        }
+        for (face, result) in faces.iter().zip(results) {
+            if !result.is_finite() {
+                self.warn_non_finite(state, model, face, pts);
+                state.smoothed.remove(&face.track_id);
+                continue;
+            }
+            let result = match state.smoothed.get(&face.track_id) {
+                Some(prev) if alpha > 0.0 => smooth(prev, result, alpha),
+                _ => result.clone(),
+            };
+            let mut s = result_structure(model, &state.heads, &result);
+            // A model upstream already gave results for this face: ours are added to
+            // its structure, and a head both give is ours.
+            if let Some(earlier) = metas
+                .get(face.meta_index)
+                .and_then(|m| m.param(AFFECT_PARAMS))
+                .and_then(AffectResult::from_structure)
+                && let Some(ours) = AffectResult::from_structure(&s)
+            {
+                s = self.merge_upstream(state, earlier, ours);
+                replace.push(face.meta_index);
+            }
+            if post {
+                let mut m = s.clone();
+                m.set("track-id", face.track_id);
+                m.set("x", face.bbox[0] as f64);
+                m.set("y", face.bbox[1] as f64);
+                m.set("width", (face.bbox[2] - face.bbox[0]) as f64);
+                m.set("height", (face.bbox[3] - face.bbox[1]) as f64);
+                faces_msg.push(m);
+            }
+            if let Some(meta) = metas.get_mut(face.meta_index) {
+                if replace.last() == Some(&face.meta_index) {
+                    merged_params.push((face.meta_index, s));
+                } else {
+                    meta.add_param(s);
+                }
+            }
+            if alpha > 0.0 {
+                state.smoothed.insert(face.track_id, result);
+            }
+        }
+        drop(metas);
+        if !merged_params.is_empty() {
+            replace_results(buf, &merged_params);
+        }
+        faces_msg
+    }
+
+    /// Warns, once per stream, that the model gave NaN or infinite outputs for `face`.
+    fn warn_non_finite(
+        &self,
+        state: &mut State,
+        model: &SharedModel,
+        face: &PendingFace,
+        pts: Option<gst::ClockTime>,
+    ) {
+        if !state.warned_non_finite {
+            state.warned_non_finite = true;
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                (
+                    "Model '{}' gave NaN or infinite outputs for face {} at {}: \
+                     such faces get no result (success 0); reported once per \
+                     stream",
+                    model.path.display(),
+                    face.track_id,
+                    pts.display()
+                )
+            );
+        }
+    }
+
+    /// The results of an upstream model on a face with ours added, ours replacing a head both
+    /// give (with a warning, once per stream).
+    fn merge_upstream(
+        &self,
+        state: &mut State,
+        earlier: AffectResult,
+        ours: AffectResult,
+    ) -> gst::Structure {
+        let mut merged = earlier.clone();
+        let our_model = ours.model.clone();
+        let replaced = merged.merge(ours);
+        if !replaced.is_empty() && !state.warned_overlap {
+            state.warned_overlap = true;
+            gst::element_imp_warning!(
+                self,
+                gst::CoreError::Negotiation,
+                (
+                    "Model '{}' gives {}, which '{}' upstream already gave on \
+                     the same faces: this element's replace them (set heads on \
+                     one of the two to choose; reported once per stream)",
+                    our_model,
+                    replaced.join(", "),
+                    earlier.model
+                )
+            );
+        }
+        merged.to_structure()
+    }
+
+    /// Posts the `affect` element message of one frame: its time and its faces' results.
+    fn post_results_message(
+        &self,
+        buffer: &gst::Buffer,
+        running_time: Option<gst::ClockTime>,
+        faces_msg: Vec<gst::Structure>,
+    ) {
+        let msg = gst::Structure::builder(AFFECT_PARAMS)
+            .field("timestamp", buffer.pts())
+            .field("running-time", running_time)
+            .field("faces", gst::Array::new(faces_msg))
+            .build();
+        let _ = self.obj().post_message(
+            gst::message::Element::builder(msg)
+                .src(&*self.obj())
+                .build(),
+        );
+    }
+
+    /// The video has ended and every frame is out. With drain-audio and not live, the audio
+    /// is still read to its end (and dropped): an audio track longer than the video is not cut
+    /// short upstream, so its own length is known there (affectanalysisbin reports it).
+    /// Otherwise the stream ends now: an audio source may never end.
+    fn end_after_video(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.push_ready(0)?;
+        let drain = self.settings.lock().unwrap().drain_audio;
+        if drain
+            && self.obj().latency().is_none()
+            && let Some(pad) = self.audio_pad.lock().unwrap().clone()
+        {
+            while pad.drop_buffer() {}
+            if !pad.is_eos() {
+                return Err(gst_base::AGGREGATOR_FLOW_NEED_DATA);
+            }
+        }
+        Err(gst::FlowError::Eos)
+    }
+
+    /// The aggregator turns a GAP event (a frame lost on the network, a decoder that dropped
+    /// one) into an empty buffer: it is no frame to analyse or to hand to an encoder. It goes
+    /// on as the GAP event it was, after the frames before it.
+    fn forward_gap(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.push_ready(0)?;
+        let src = self.obj().src_pad().clone();
+        if src.has_current_caps() {
+            let gap = gst::event::Gap::builder(buffer.pts().unwrap_or(gst::ClockTime::ZERO))
+                .duration(buffer.duration())
+                .build();
+            src.push_event(gap);
+        }
+        gst::log!(CAT, imp = self, "Gap at {}", buffer.pts().display());
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// The audio the model gets for the frame at `running_time`: none for a model without
+    /// audio; where no audio covers the frame (`missing`), what the audio-missing policy says
+    /// (with a warning, once per stream); otherwise the window ending at the frame.
+    fn audio_input(
+        &self,
+        state: &mut State,
+        missing: bool,
+        running_time: Option<gst::ClockTime>,
+        audio_missing: AudioMissing,
+    ) -> AudioInput {
+        let Some(spec) = &state.model.contract.audio else {
+            return AudioInput::NotUsed;
+        };
+        let len = spec.frames * spec.mel.n_mels;
+        let silence = spec.mel.log_offset.ln() as f32;
+        if missing && !state.warned_no_audio {
+            state.warned_no_audio = true;
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Demux,
+                (
+                    "No audio covers the frame at running time {}: the model gets \
+                     the audio-missing policy ({:?}) wherever audio is late, silent or \
+                     absent; reported once per stream",
+                    running_time.display(),
+                    audio_missing
+                )
+            );
+        }
+        match (missing, audio_missing) {
+            (true, AudioMissing::Skip) => AudioInput::Skip,
+            (true, AudioMissing::Zeros) => AudioInput::Window(vec![0.0; len]),
+            // What has arrived, silence where nothing has: as in training.
+            _ => {
+                let mut window = vec![silence; len];
+                if let (Some(ring), Some(t)) = (&state.ring, running_time) {
+                    ring.window(t.nseconds(), spec.frames, silence, &mut window);
+                }
+                AudioInput::Window(window)
+            }
+        }
+    }
+
+    /// How many frames may stay in flight after one more was queued (`in_flight` of them).
+    /// Live, each frame leaves as soon as its faces are answered: the next frame is a frame
+    /// period away, and other streams fill the batch. Otherwise keep at most one batch of
+    /// frames in flight, so that one stream's frames batch together; beyond that, wait for
+    /// the oldest.
+    fn frames_to_keep(&self, in_flight: usize, batch_size: u32) -> usize {
+        if self.obj().latency().is_some() {
+            0
+        } else if in_flight > batch_size.max(1) as usize {
+            batch_size as usize
+        } else {
+            usize::MAX
         }
     }
 
@@ -1104,22 +1279,7 @@ impl AggregatorImpl for AffectInfer {
         self.push_ready(usize::MAX)?;
         let Some(buffer) = self.video_pad.peek_buffer() else {
             if self.video_pad.is_eos() {
-                self.push_ready(0)?;
-                // Every frame is out. With drain-audio and not live, the audio is still read
-                // to its end (and dropped): an audio track longer than the video is not cut
-                // short upstream, so its own length is known there (affectanalysisbin reports
-                // it). Otherwise the stream ends now: an audio source may never end.
-                let drain = self.settings.lock().unwrap().drain_audio;
-                if drain
-                    && self.obj().latency().is_none()
-                    && let Some(pad) = self.audio_pad.lock().unwrap().clone()
-                {
-                    while pad.drop_buffer() {}
-                    if !pad.is_eos() {
-                        return Err(gst_base::AGGREGATOR_FLOW_NEED_DATA);
-                    }
-                }
-                return Err(gst::FlowError::Eos);
+                return self.end_after_video();
             }
             return Err(gst_base::AGGREGATOR_FLOW_NEED_DATA);
         };
@@ -1148,20 +1308,8 @@ impl AggregatorImpl for AffectInfer {
             .pop_buffer()
             .expect("peeked buffer is still queued");
         if buffer.flags().contains(gst::BufferFlags::GAP) && buffer.size() == 0 {
-            // The aggregator turns a GAP event (a frame lost on the network, a decoder that
-            // dropped one) into an empty buffer: it is no frame to analyse or to hand to an
-            // encoder. It goes on as the GAP event it was, after the frames before it.
             drop(guard);
-            self.push_ready(0)?;
-            let src = self.obj().src_pad().clone();
-            if src.has_current_caps() {
-                let gap = gst::event::Gap::builder(buffer.pts().unwrap_or(gst::ClockTime::ZERO))
-                    .duration(buffer.duration())
-                    .build();
-                src.push_event(gap);
-            }
-            gst::log!(CAT, imp = self, "Gap at {}", buffer.pts().display());
-            return Ok(gst::FlowSuccess::Ok);
+            return self.forward_gap(&buffer);
         }
 
         let (pending, tensors, clipped) = self.prepare_faces(state, &buffer)?;
@@ -1183,40 +1331,8 @@ impl AggregatorImpl for AffectInfer {
             clipped,
         };
         if !pending.is_empty() {
-            let audio = match &state.model.contract.audio {
-                None => AudioInput::NotUsed,
-                Some(spec) => {
-                    let len = spec.frames * spec.mel.n_mels;
-                    let silence = spec.mel.log_offset.ln() as f32;
-                    let missing = audio_pad.is_none() || !audio_complete || running_time.is_none();
-                    if missing && !state.warned_no_audio {
-                        state.warned_no_audio = true;
-                        gst::element_imp_warning!(
-                            self,
-                            gst::StreamError::Demux,
-                            (
-                                "No audio covers the frame at running time {}: the model gets \
-                                 the audio-missing policy ({:?}) wherever audio is late, silent or \
-                                 absent; reported once per stream",
-                                running_time.display(),
-                                audio_missing
-                            )
-                        );
-                    }
-                    match (missing, audio_missing) {
-                        (true, AudioMissing::Skip) => AudioInput::Skip,
-                        (true, AudioMissing::Zeros) => AudioInput::Window(vec![0.0; len]),
-                        // What has arrived, silence where nothing has: as in training.
-                        _ => {
-                            let mut window = vec![silence; len];
-                            if let (Some(ring), Some(t)) = (&state.ring, running_time) {
-                                ring.window(t.nseconds(), spec.frames, silence, &mut window);
-                            }
-                            AudioInput::Window(window)
-                        }
-                    }
-                }
-            };
+            let missing = audio_pad.is_none() || !audio_complete || running_time.is_none();
+            let audio = self.audio_input(state, missing, running_time, audio_missing);
             if let (Some(ring), Some(t), Some(spec)) = (
                 state.ring.as_mut(),
                 running_time,
@@ -1253,17 +1369,7 @@ impl AggregatorImpl for AffectInfer {
             }
         }
         state.in_flight.push_back(frame);
-        // Live, each frame leaves as soon as its faces are answered: the next frame is a frame
-        // period away, and other streams fill the batch. Otherwise keep at most one batch of
-        // frames in flight, so that one stream's frames batch together; beyond that, wait for
-        // the oldest.
-        let keep = if self.obj().latency().is_some() {
-            0
-        } else if state.in_flight.len() > batch_size.max(1) as usize {
-            batch_size as usize
-        } else {
-            usize::MAX
-        };
+        let keep = self.frames_to_keep(state.in_flight.len(), batch_size);
         drop(guard);
         self.push_ready(keep)
     }
