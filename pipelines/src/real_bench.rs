@@ -21,26 +21,16 @@ use std::path::Path;
 use std::time::Instant;
 
 use affect_core::align::{Affine, RgbImage, warp_rgb8};
-use affect_core::testutil::run_python;
+use affect_core::testutil::{GROUP_PHOTOGRAPH, run_python};
 use gst::prelude::*;
 
 /// The scene: six faces on a 2560x1440 canvas, as packed RGB at `argv[1]`.
 const SCENE: &str = r#"
-import sys, os, numpy as np, skimage.data, skimage.transform, matplotlib, PIL.Image
-astronaut = skimage.data.astronaut()
-grace = np.asarray(PIL.Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')).convert('RGB'))
-heads = [astronaut[20:230, 140:310], grace[60:420, 110:420]]
+import sys
 W, H = 2560, 1440
-canvas = skimage.transform.resize(skimage.data.coffee(), (H, W), anti_aliasing=True)
-# Heads of 180-330 px: faces of 100-190 px in the 1280x720 view at the start.
-places = [(260, 300, 300, 0, 0), (700, 330, 250, 12, 1), (1130, 520, 220, -15, 0),
-          (1500, 260, 330, 6, 1), (1950, 560, 200, 20, 0), (700, 820, 240, -8, 1)]
-for x, y, size, angle, which in places:
-    head = skimage.transform.rotate(heads[which], angle, resize=False, mode='edge')
-    h = int(size * head.shape[0] / head.shape[1])
-    head = skimage.transform.resize(head, (h, size), anti_aliasing=True)
-    canvas[y:y + h, x:x + size] = head[:H - y, :W - x]
-np.ascontiguousarray((np.clip(canvas, 0, 1) * 255).round().astype(np.uint8)).tofile(sys.argv[1])
+# Heads of 200-330 px: faces of 100-190 px in the 1280x720 view at the start.
+group(W, H, [(130, 150, 150, 0, 0), (350, 165, 125, 12, 1), (565, 260, 110, -15, 0),
+             (750, 130, 165, 6, 1), (975, 280, 100, 20, 0), (350, 410, 120, -8, 1)]).tofile(sys.argv[1])
 print(W, H)
 "#;
 
@@ -204,7 +194,10 @@ pub fn run(
     let dir = std::env::temp_dir().join(format!("affect-real-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let scene_path = dir.join("scene.rgb");
-    let size = run_python(SCENE, &[scene_path.to_str().unwrap()]);
+    let size = run_python(
+        &format!("{GROUP_PHOTOGRAPH}{SCENE}"),
+        &[scene_path.to_str().unwrap()],
+    );
     let dims: Vec<usize> = size
         .split_whitespace()
         .filter_map(|v| v.parse().ok())

@@ -39,6 +39,28 @@ for img, (x1, y1, x2, y2) in faces:
 crops = np.stack(crops)
 "#;
 
+/// The start of a script that composes group photographs of real faces: `astronaut` and
+/// `grace` (scikit-image's astronaut, NASA, and matplotlib's Grace Hopper, both public domain),
+/// `heads` cut from them with their surroundings, and `group(w, h, places)`: the heads scaled
+/// and tilted on scikit-image's coffee photograph, `places` as `(x, y, width, degrees, head)`
+/// in 1280x720 pixels scaled with the frame; uint8 RGB `[h, w, 3]`.
+pub const GROUP_PHOTOGRAPH: &str = r#"
+import os, numpy as np, skimage.data, skimage.transform, matplotlib, PIL.Image
+astronaut = skimage.data.astronaut()
+grace = np.asarray(PIL.Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')).convert('RGB'))
+heads = [astronaut[20:230, 140:310], grace[60:420, 110:420]]
+def group(w, h, places):
+    canvas = skimage.transform.resize(skimage.data.coffee(), (h, w), anti_aliasing=True)
+    k = w / 1280
+    for x, y, size, angle, which in places:
+        x, y, size = int(x * k), int(y * h / 720), max(int(size * k), 8)
+        head = skimage.transform.rotate(heads[which], angle, resize=False, mode='edge')
+        hh = int(size * head.shape[0] / head.shape[1])
+        head = skimage.transform.resize(head, (hh, size), anti_aliasing=True)
+        canvas[y:y + hh, x:x + size] = head[:h - y, :w - x]
+    return np.ascontiguousarray((np.clip(canvas, 0, 1) * 255).round().astype(np.uint8))
+"#;
+
 /// Runs `script` with the peer-library interpreter and the given arguments; panics with the
 /// interpreter's output (and how to install what it lacks) if it fails.
 pub fn run_python(script: &str, args: &[&str]) -> String {

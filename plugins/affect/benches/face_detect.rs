@@ -21,7 +21,7 @@ use affect_core::detect::blazeface::five_points;
 use affect_core::detect::haar::{DEBIAN_FRONTAL_FACE, HaarCascade, HaarDetector, HaarParams};
 use affect_core::detect::mtcnn::{Mtcnn, MtcnnParams, RgbFrame};
 use affect_core::detect::{DetectParams, Detection};
-use affect_core::testutil::{run_python, scratch_dir};
+use affect_core::testutil::{GROUP_PHOTOGRAPH, run_python, scratch_dir};
 use gst::prelude::*;
 use gstaffect::detector::OrtDetector;
 use gstaffect::mtcnn::OrtMtcnn;
@@ -32,25 +32,12 @@ const SIZES: [(usize, usize); 3] = [(640, 480), (1280, 720), (1920, 1080)];
 /// Makes the frames (a group photograph of six real faces, tilted, of several sizes, and a
 /// four-face one for the stream) and times the peers on them with one thread.
 const PEERS: &str = r#"
-import sys, os, time, json, numpy as np, skimage.data, skimage.transform, matplotlib, PIL.Image, cv2
+import sys, time, json, cv2
 import torch
 torch.set_num_threads(1)
 cv2.setNumThreads(1)
 from facenet_pytorch import MTCNN
 out, repeat = sys.argv[1], int(sys.argv[2])
-astronaut = skimage.data.astronaut()
-grace = np.asarray(PIL.Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')).convert('RGB'))
-heads = [astronaut[20:230, 140:310], grace[60:420, 110:420]]
-def group(w, h, places):
-    canvas = skimage.transform.resize(skimage.data.coffee(), (h, w), anti_aliasing=True)
-    k = w / 1280
-    for x, y, size, angle, which in places:
-        x, y, size = int(x * k), int(y * h / 720), max(int(size * k), 8)
-        head = skimage.transform.rotate(heads[which], angle, resize=False, mode='edge')
-        hh = int(size * head.shape[0] / head.shape[1])
-        head = skimage.transform.resize(head, (hh, size), anti_aliasing=True)
-        canvas[y:y + hh, x:x + size] = head[:h - y, :w - x]
-    return (np.clip(canvas, 0, 1) * 255).round().astype(np.uint8)
 # Six faces of 90-260 px at 1280x720 and three small ones (60, 44 and 32 px wide heads).
 six = [(40, 60, 220, 0, 0), (330, 80, 150, 18, 1), (560, 240, 110, -25, 0),
        (760, 60, 260, 8, 1), (1080, 330, 90, 30, 0), (140, 420, 170, -12, 1),
@@ -209,7 +196,11 @@ fn main() {
         .unwrap_or(150);
     let dir = scratch_dir("face-detect-bench");
     let peers: serde_json::Value = serde_json::from_str(
-        run_python(PEERS, &[dir.to_str().unwrap(), &repeat.to_string()]).trim(),
+        run_python(
+            &format!("{GROUP_PHOTOGRAPH}{PEERS}"),
+            &[dir.to_str().unwrap(), &repeat.to_string()],
+        )
+        .trim(),
     )
     .expect("the peers' timings");
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");

@@ -16,14 +16,14 @@ mod common;
 use std::path::Path;
 
 use affect_core::detect::DetectParams;
-use affect_core::testutil::{run_python, scratch_dir};
+use affect_core::testutil::{GROUP_PHOTOGRAPH, run_python, scratch_dir};
 use common::{collect, iou};
 use gstaffect::detector::OrtDetector;
 use gstaffect::meta;
 use gstaffect::session::{Provider, SessionOptions};
 
 const REFERENCE: &str = r#"
-import sys, os, hashlib, numpy as np, skimage.data, skimage.io, skimage.transform, matplotlib, PIL.Image, cv2
+import sys, hashlib, skimage.io, cv2
 import onnx, onnxruntime as ort
 out, shipped = sys.argv[1], sys.argv[2]
 # The package's own file: the shipped one cut where its provenance says, checked by checksum.
@@ -33,19 +33,9 @@ original = data[:int(meta['affect.provenance.original_length'])]
 assert hashlib.sha256(original).hexdigest() == meta['affect.provenance.weights_sha256']
 so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.log_severity_level = 3
 session = ort.InferenceSession(original, so, providers=['CPUExecutionProvider'])
-astronaut = skimage.data.astronaut()
-grace = np.asarray(PIL.Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')).convert('RGB'))
-heads = [astronaut[20:230, 140:310], grace[60:420, 110:420]]
-canvas = skimage.transform.resize(skimage.data.coffee(), (720, 1280), anti_aliasing=True)
-places = [(40, 60, 220, 0, 0), (330, 80, 150, 18, 1), (560, 240, 110, -25, 0),
-          (760, 60, 260, 8, 1), (1080, 330, 90, 30, 0), (140, 420, 170, -12, 1),
-          (1100, 40, 60, 0, 1)]
-for x, y, size, angle, which in places:
-    head = skimage.transform.rotate(heads[which], angle, resize=False, mode='edge')
-    h = int(size * head.shape[0] / head.shape[1])
-    head = skimage.transform.resize(head, (h, size), anti_aliasing=True)
-    canvas[y:y + h, x:x + size] = head[:720 - y, :1280 - x]
-group = (np.clip(canvas, 0, 1) * 255).round().astype(np.uint8)
+group = group(1280, 720, [(40, 60, 220, 0, 0), (330, 80, 150, 18, 1), (560, 240, 110, -25, 0),
+                          (760, 60, 260, 8, 1), (1080, 330, 90, 30, 0), (140, 420, 170, -12, 1),
+                          (1100, 40, 60, 0, 1)])
 S = 256
 anchors = []
 for cells, per in [(16, 2), (8, 6)]:
@@ -123,7 +113,7 @@ fn blazeface_matches_its_own_runtime_and_finds_the_group() {
     common::init();
     let dir = scratch_dir("blazeface-peer");
     let out = run_python(
-        REFERENCE,
+        &format!("{GROUP_PHOTOGRAPH}{REFERENCE}"),
         &[dir.to_str().unwrap(), shipped().to_str().unwrap()],
     );
     let mut images: Vec<(String, usize, usize, Vec<Reference>)> = Vec::new();

@@ -11,33 +11,21 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use affect_core::testutil::{run_python, scratch_dir};
+use affect_core::testutil::{GROUP_PHOTOGRAPH, run_python, scratch_dir};
 use common::{collect, iou};
 use gstaffect::meta;
 
 /// Writes the photographs (PNG, so both sides decode the same pixels) into `dir` and returns
 /// facenet-pytorch's faces of each: `name box0 box1 box2 box3 prob x0 y0 ... x4 y4` lines.
 const PEER: &str = r#"
-import sys, os, numpy as np, skimage.data, skimage.io, skimage.transform, matplotlib, PIL.Image
+import sys, skimage.io
 import torch
 torch.set_num_threads(1)
 from facenet_pytorch import MTCNN
 out = sys.argv[1]
-astronaut = skimage.data.astronaut()
-grace = np.asarray(PIL.Image.open(os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')).convert('RGB'))
-# A group photograph: faces cut (with their surroundings) from both, scaled and tilted, on a
-# background of scikit-image's coffee photograph.
-rng = np.random.default_rng(3)
-canvas = skimage.transform.resize(skimage.data.coffee(), (720, 1280), anti_aliasing=True)
-heads = [astronaut[20:230, 140:310], grace[60:420, 110:420]]
-places = [(40, 60, 220, 0, 0), (330, 80, 150, 18, 1), (560, 240, 110, -25, 0),
-          (760, 60, 260, 8, 1), (1080, 330, 90, 30, 0), (140, 420, 170, -12, 1)]
-for x, y, size, angle, which in places:
-    head = skimage.transform.rotate(heads[which], angle, resize=False, mode='edge')
-    h = int(size * head.shape[0] / head.shape[1])
-    head = skimage.transform.resize(head, (h, size), anti_aliasing=True)
-    canvas[y:y + h, x:x + size] = head[:720 - y, :1280 - x]
-group = (np.clip(canvas, 0, 1) * 255).round().astype(np.uint8)
+# A group photograph: faces cut (with their surroundings) from both, scaled and tilted.
+group = group(1280, 720, [(40, 60, 220, 0, 0), (330, 80, 150, 18, 1), (560, 240, 110, -25, 0),
+                          (760, 60, 260, 8, 1), (1080, 330, 90, 30, 0), (140, 420, 170, -12, 1)])
 images = {'astronaut': astronaut, 'grace': grace, 'group': group}
 mtcnn = MTCNN(keep_all=True, min_face_size=20, thresholds=[0.6, 0.7, 0.7], factor=0.709,
               select_largest=False, device='cpu')
@@ -63,7 +51,10 @@ struct Photo {
 }
 
 fn photos(dir: &Path) -> Vec<(String, Photo)> {
-    let out = run_python(PEER, &[dir.to_str().unwrap()]);
+    let out = run_python(
+        &format!("{GROUP_PHOTOGRAPH}{PEER}"),
+        &[dir.to_str().unwrap()],
+    );
     let mut photos: Vec<(String, Photo)> = Vec::new();
     let mut pending: Vec<(String, PeerFace)> = Vec::new();
     for line in out.lines() {

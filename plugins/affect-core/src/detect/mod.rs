@@ -405,34 +405,12 @@ impl Preprocess {
         letterbox: &Letterbox,
         out: &mut [f32],
     ) -> Result<(), DetectError> {
-        self.fill(rgb, stride, letterbox, out, TensorLayout::Nchw)
+        self.fill_tensor(rgb, stride, letterbox, out, TensorLayout::Nchw)
     }
 
-    /// As [`Preprocess::fill_nchw`], for a channels-last `[1, H, W, 3]` tensor (TensorFlow's
-    /// order, which BlazeFace's conversions keep).
-    pub fn fill_nhwc(
-        &self,
-        rgb: &[u8],
-        stride: usize,
-        letterbox: &Letterbox,
-        out: &mut [f32],
-    ) -> Result<(), DetectError> {
-        self.fill(rgb, stride, letterbox, out, TensorLayout::Nhwc)
-    }
-
-    /// Fills `out` in the given tensor layout.
+    /// As [`Preprocess::fill_nchw`], in either tensor layout: NCHW, or channels last
+    /// (`[1, H, W, 3]`, TensorFlow's order, which BlazeFace's conversions keep).
     pub fn fill_tensor(
-        &self,
-        rgb: &[u8],
-        stride: usize,
-        letterbox: &Letterbox,
-        out: &mut [f32],
-        tensor: TensorLayout,
-    ) -> Result<(), DetectError> {
-        self.fill(rgb, stride, letterbox, out, tensor)
-    }
-
-    fn fill(
         &self,
         rgb: &[u8],
         stride: usize,
@@ -993,6 +971,31 @@ mod tests {
             pre.fill_nchw(&rgb, stride, &lb, &mut out[..5]),
             Err(DetectError::InputTensorSize { .. })
         ));
+    }
+
+    #[test]
+    fn channels_last_holds_the_same_values_transposed() {
+        let pre = Preprocess {
+            input_width: 16,
+            input_height: 16,
+            resize: ResizeMode::LetterboxCentered,
+            channels: ChannelOrder::Rgb,
+            mean: [127.5; 3],
+            scale: [1.0 / 127.5; 3],
+        };
+        let (w, h) = (40, 24);
+        let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let lb = pre.letterbox(w, h).unwrap();
+        let mut nchw = vec![0.0; pre.tensor_len()];
+        let mut nhwc = vec![0.0; pre.tensor_len()];
+        pre.fill_nchw(&rgb, w * 3, &lb, &mut nchw).unwrap();
+        pre.fill_tensor(&rgb, w * 3, &lb, &mut nhwc, TensorLayout::Nhwc)
+            .unwrap();
+        for c in 0..3 {
+            for p in 0..256 {
+                assert_eq!(nchw[c * 256 + p], nhwc[p * 3 + c]);
+            }
+        }
     }
 
     #[test]
