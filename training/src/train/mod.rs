@@ -9,7 +9,7 @@ pub mod loader;
 pub mod predict;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use affect_core::labels::{N_AUS, N_EXPRESSIONS};
@@ -428,37 +428,7 @@ pub fn train(
         source,
     })?;
 
-    let clip_len = if cfg.network.temporal {
-        cfg.data.clip_len
-    } else {
-        1
-    };
-    let data = AffWild2::open(&cfg.data.root)?;
-    let train_set = ClipSet::open(
-        &data,
-        Split::Train,
-        clip_len,
-        cfg.network.audio,
-        cfg.data.max_train_clips,
-    )?;
-    let val_clip_len = if cfg.network.temporal {
-        cfg.data.val_clip_len.unwrap_or(clip_len)
-    } else {
-        1
-    };
-    let val_set = ClipSet::open(
-        &data,
-        Split::Validation,
-        val_clip_len,
-        cfg.network.audio,
-        cfg.data.max_val_clips,
-    )?;
-    if train_set.clips.is_empty() || val_set.clips.is_empty() {
-        return Err(TrainError::Setup(format!(
-            "{}: no training clips of {clip_len} or validation clips of {val_clip_len} annotated frames",
-            cfg.data.root.display()
-        )));
-    }
+    let (train_set, val_set) = open_clip_sets(cfg)?;
 
     let mut vs = nn::VarStore::new(device);
     let net = AffectNet::new(&vs.root(), &cfg.network);
@@ -478,34 +448,12 @@ pub fn train(
         command,
     };
     if let Some(init) = &cfg.train.init {
-        let m = checkpoint::read_meta(init)?;
-        if m.network != cfg.network {
-            return Err(TrainError::Setup(format!(
-                "{}: the checkpoint's network differs from the configuration's [network]",
-                init.display()
-            )));
-        }
-        let model = init.join(checkpoint::MODEL_FILE);
-        vs.load(&model).map_err(|source| CheckpointError::Torch {
-            path: model,
-            source,
-        })?;
+        load_weights(&mut vs, init, cfg)?;
     }
     let last = out.join("last");
     let best = out.join("best");
     if resume && last.join(checkpoint::META_FILE).is_file() {
-        let m = checkpoint::read_meta(&last)?;
-        if m.network != cfg.network {
-            return Err(TrainError::Setup(format!(
-                "{}: the checkpoint's network differs from the configuration's [network]",
-                last.display()
-            )));
-        }
-        let model = last.join(checkpoint::MODEL_FILE);
-        vs.load(&model).map_err(|source| CheckpointError::Torch {
-            path: model,
-            source,
-        })?;
+        let m = load_weights(&mut vs, &last, cfg)?;
         opt.load_state(&checkpoint::load_optimizer(&last, device)?);
         meta.epoch = m.epoch;
         meta.step = m.step;
@@ -519,14 +467,7 @@ pub fn train(
     let total_steps = (steps_per_epoch * cfg.train.epochs) as u64;
     let spec = input_spec(&net);
     let log_path = out.join("log.jsonl");
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|source| TrainError::Io {
-            path: log_path.clone(),
-            source,
-        })?;
+    let mut log = open_log(&log_path)?;
     let amp = cfg.train.mixed_precision && device.is_cuda();
     let arc = arcface_of(&net);
     let mut first_val = None;
@@ -545,25 +486,13 @@ pub fn train(
     }
     for epoch in meta.epoch..cfg.train.epochs {
         let started = Instant::now();
-        let mut order: Vec<usize> = (0..train_set.clips.len()).collect();
-        let mut rng =
-            Rng::new(cfg.train.seed ^ (epoch as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
-        order.truncate(steps_per_epoch * cfg.train.batch_size);
-        let bar = if cfg.train.progress {
-            indicatif::ProgressBar::new(steps_per_epoch as u64)
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "epoch {prefix} {bar:30} {pos}/{len} {per_sec} eta {eta} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        let order = epoch_order(
+            train_set.clips.len(),
+            cfg.train.seed,
+            epoch,
+            steps_per_epoch * cfg.train.batch_size,
         );
-        bar.set_prefix(format!("{}/{}", epoch + 1, cfg.train.epochs));
+        let bar = epoch_bar(cfg, epoch, steps_per_epoch);
         let mut sums = [0f64; 5];
         let mut steps = 0usize;
         let mut images = 0usize;
@@ -632,22 +561,7 @@ pub fn train(
             seconds: started.elapsed().as_secs_f64(),
             val: &val,
         };
-        let json = serde_json::to_string(&line).map_err(|e| TrainError::Setup(e.to_string()))?;
-        writeln!(log, "{json}").map_err(|source| TrainError::Io {
-            path: log_path.clone(),
-            source,
-        })?;
-        eprintln!(
-            "epoch {}/{}: train loss {:.4}, val loss {:.4}, P_VA {}, P_EXPR {}, P_AU {}, {:.0} images/s",
-            epoch + 1,
-            cfg.train.epochs,
-            line.train_loss,
-            val.loss,
-            fmt_score(val.p_va),
-            fmt_score(val.p_expr),
-            fmt_score(val.p_au),
-            line.images_per_s
-        );
+        write_epoch_log(&mut log, &log_path, &line, cfg.train.epochs)?;
         meta.epoch = epoch + 1;
         meta.step = opt.step;
         let improved = meta.best_score.is_none_or(|b| val.score > b);
@@ -677,6 +591,132 @@ pub fn train(
         best_score: meta.best_score.unwrap_or(f64::NAN),
         out,
     })
+}
+
+/// The training and validation clip sets of `cfg`'s data (clips of one frame for a network
+/// that is not temporal); an error when either is empty.
+fn open_clip_sets(cfg: &TrainConfig) -> Result<(ClipSet, ClipSet), TrainError> {
+    let clip_len = if cfg.network.temporal {
+        cfg.data.clip_len
+    } else {
+        1
+    };
+    let data = AffWild2::open(&cfg.data.root)?;
+    let train_set = ClipSet::open(
+        &data,
+        Split::Train,
+        clip_len,
+        cfg.network.audio,
+        cfg.data.max_train_clips,
+    )?;
+    let val_clip_len = if cfg.network.temporal {
+        cfg.data.val_clip_len.unwrap_or(clip_len)
+    } else {
+        1
+    };
+    let val_set = ClipSet::open(
+        &data,
+        Split::Validation,
+        val_clip_len,
+        cfg.network.audio,
+        cfg.data.max_val_clips,
+    )?;
+    if train_set.clips.is_empty() || val_set.clips.is_empty() {
+        return Err(TrainError::Setup(format!(
+            "{}: no training clips of {clip_len} or validation clips of {val_clip_len} annotated frames",
+            cfg.data.root.display()
+        )));
+    }
+    Ok((train_set, val_set))
+}
+
+/// Loads the weights of the checkpoint in `dir` into `vs`, after checking that its network is
+/// the configuration's; returns the checkpoint's metadata.
+fn load_weights(
+    vs: &mut nn::VarStore,
+    dir: &Path,
+    cfg: &TrainConfig,
+) -> Result<CheckpointMeta, TrainError> {
+    let m = checkpoint::read_meta(dir)?;
+    if m.network != cfg.network {
+        return Err(TrainError::Setup(format!(
+            "{}: the checkpoint's network differs from the configuration's [network]",
+            dir.display()
+        )));
+    }
+    let model = dir.join(checkpoint::MODEL_FILE);
+    vs.load(&model).map_err(|source| CheckpointError::Torch {
+        path: model,
+        source,
+    })?;
+    Ok(m)
+}
+
+/// The training log at `path`, opened for appending (created when missing).
+fn open_log(path: &Path) -> Result<std::fs::File, TrainError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// The clips of one epoch, in an order shuffled by the seed and the epoch, the first `take`.
+fn epoch_order(clips: usize, seed: u64, epoch: usize, take: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..clips).collect();
+    let mut rng = Rng::new(seed ^ (epoch as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    order.truncate(take);
+    order
+}
+
+/// The progress bar of one epoch (hidden without `train.progress`).
+fn epoch_bar(cfg: &TrainConfig, epoch: usize, steps_per_epoch: usize) -> indicatif::ProgressBar {
+    let bar = if cfg.train.progress {
+        indicatif::ProgressBar::new(steps_per_epoch as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "epoch {prefix} {bar:30} {pos}/{len} {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(format!("{}/{}", epoch + 1, cfg.train.epochs));
+    bar
+}
+
+/// Appends an epoch's line to the training log and says it on stderr.
+fn write_epoch_log(
+    log: &mut std::fs::File,
+    log_path: &Path,
+    line: &LogLine<'_>,
+    epochs: usize,
+) -> Result<(), TrainError> {
+    let json = serde_json::to_string(line).map_err(|e| TrainError::Setup(e.to_string()))?;
+    writeln!(log, "{json}").map_err(|source| TrainError::Io {
+        path: log_path.to_path_buf(),
+        source,
+    })?;
+    let val = line.val;
+    eprintln!(
+        "epoch {}/{}: train loss {:.4}, val loss {:.4}, P_VA {}, P_EXPR {}, P_AU {}, {:.0} images/s",
+        line.epoch,
+        epochs,
+        line.train_loss,
+        val.loss,
+        fmt_score(val.p_va),
+        fmt_score(val.p_expr),
+        fmt_score(val.p_au),
+        line.images_per_s
+    );
+    Ok(())
 }
 
 fn fmt_score(s: Option<f64>) -> String {
