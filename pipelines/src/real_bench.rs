@@ -120,10 +120,10 @@ fn write_clip(
         warp_rgb8(&img, &to_frame, &mut out, width as u32, height as u32)
             .map_err(|e| e.to_string())?;
         let mut buffer = gst::Buffer::from_slice(out.clone());
-        buffer
-            .get_mut()
-            .unwrap()
-            .set_pts(gst::ClockTime::from_mseconds(40 * i as u64));
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(40 * i as u64));
+        // With durations the file says 25 frames/s; without, a variable frame rate.
+        b.set_duration(gst::ClockTime::from_mseconds(40));
         src.push_buffer(buffer).map_err(|e| e.to_string())?;
     }
     src.end_of_stream().map_err(|e| e.to_string())?;

@@ -265,5 +265,36 @@ fn blazeface_matches_its_own_runtime_and_finds_the_group() {
             .collect()
     };
     assert_eq!(boxes(&still), boxes(&mtcnn));
+
+    // Frames without a frame rate (a video of variable frame rate, or frames from images): the
+    // first frame is searched as a still image, by MTCNN; a second frame makes it a video, on
+    // BlazeFace from then on, and the faces keep their tracks.
+    let frames = |detector: &str| {
+        collect(&format!(
+            "multifilesrc location={} num-buffers=3 ! pngdec ! videoconvert \
+             ! video/x-raw,format=RGB ! affectfacecrop detector={detector} detect-interval=1 \
+             ! appsink name=sink",
+            group.display()
+        ))
+        .unwrap()
+    };
+    let (auto, by_mtcnn, by_blazeface) = (frames("auto"), frames("mtcnn"), frames("blazeface"));
+    assert_eq!(auto.len(), 3);
+    assert_eq!(boxes(&auto[..1]), boxes(&by_mtcnn[..1]), "frame 1 by MTCNN");
+    // BlazeFace's faces, and a small face only MTCNN found coasting on in its track.
+    let (on_auto, on_blazeface) = (boxes(&auto[2..]), boxes(&by_blazeface[2..]));
+    assert!(
+        on_blazeface.iter().all(|b| on_auto.contains(b)) && on_auto.len() <= on_blazeface.len() + 1,
+        "frame 3 by BlazeFace: {on_auto:?} vs {on_blazeface:?}"
+    );
+    let ids = |s: &gst::Sample| -> Vec<u64> {
+        let mut v: Vec<u64> = meta::faces(s.buffer().unwrap())
+            .iter()
+            .map(|f| f.track_id)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&auto[0]), ids(&auto[2]), "the same tracks throughout");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -270,6 +270,9 @@ struct State {
     detect_width: Option<usize>,
     /// The detector interval `detect-interval=0` means for these caps.
     auto_interval: u32,
+    /// `detector=auto` on caps without a frame rate: a still image, or a video of variable
+    /// frame rate, which its second frame tells apart. The first frame's time.
+    awaiting_second_frame: Option<Option<gst::ClockTime>>,
     frame_index: u64,
     /// Scratch frames reused across buffers.
     rgb: Vec<u8>,
@@ -441,9 +444,59 @@ impl AffectFaceCrop {
         })
     }
 
-    /// `detector=auto`: BlazeFace on video streams (a frame rate above zero) when its file is
-    /// found, MTCNN (or its fallback) on still images; the tracks of the other detector go.
-    fn choose_auto_finder(&self, state: &mut State, stream: bool) -> Result<(), gst::ErrorMessage> {
+    /// `detect-interval=0`: MTCNN and BlazeFace [`MTCNN_DETECTIONS_PER_SECOND`] times a second
+    /// on streams of 25 frames/s or more, other finders and slower streams every frame.
+    fn auto_interval(finder: &Finder, rate: f64) -> u32 {
+        let interval_detector = match finder {
+            Finder::Mtcnn(_) => true,
+            Finder::Onnx(d) => matches!(d.layout, DetectorLayout::BlazeFace(_)),
+            _ => false,
+        };
+        if interval_detector && rate >= 25.0 {
+            (rate / MTCNN_DETECTIONS_PER_SECOND).floor().max(1.0) as u32
+        } else {
+            1
+        }
+    }
+
+    /// `detector=auto` on caps without a frame rate: the first frame went to the still-image
+    /// detector; a second one makes this a video of variable frame rate, which gets the stream
+    /// detector, its interval from the two frames' times, and keeps its tracks.
+    fn on_frame_without_rate(&self, state: &mut State, pts: Option<gst::ClockTime>) {
+        let Some(first) = state.awaiting_second_frame else {
+            return;
+        };
+        if state.frame_index == 0 {
+            state.awaiting_second_frame = Some(pts);
+            return;
+        }
+        state.awaiting_second_frame = None;
+        if let Err(e) = self.choose_auto_finder(state, true, false) {
+            gst::warning!(CAT, imp = self, "Keeping the still-image detector: {e:?}");
+            return;
+        }
+        let rate = match (first, pts) {
+            (Some(a), Some(b)) if b > a => 1e9 / (b - a).nseconds() as f64,
+            _ => 0.0,
+        };
+        state.auto_interval = Self::auto_interval(&state.finder, rate);
+        gst::info!(
+            CAT,
+            imp = self,
+            "No frame rate in the caps but a second frame: a video ({rate:.1} frames/s from the \
+             first two), detector interval {}",
+            state.auto_interval
+        );
+    }
+
+    /// `detector=auto`: BlazeFace on video streams when its file is found, MTCNN (or its
+    /// fallback) on still images. With `reset`, the tracks of the other detector go.
+    fn choose_auto_finder(
+        &self,
+        state: &mut State,
+        stream: bool,
+        reset: bool,
+    ) -> Result<(), gst::ErrorMessage> {
         let on_blazeface = matches!(&state.finder,
             Finder::Onnx(d) if matches!(d.layout, DetectorLayout::BlazeFace(_)));
         if stream == on_blazeface {
@@ -475,8 +528,10 @@ impl AffectFaceCrop {
         );
         state.landmark_prior = finder.landmark_prior();
         state.finder = finder;
-        state.tracker.reset();
-        state.frame_index = 0;
+        if reset {
+            state.tracker.reset();
+            state.frame_index = 0;
+        }
         Ok(())
     }
 
@@ -618,6 +673,7 @@ impl AffectFaceCrop {
         buffer: &gst::BufferRef,
         interval: u32,
     ) -> Result<Vec<TrackedFace>, gst::FlowError> {
+        self.on_frame_without_rate(state, buffer.pts());
         // Upstream faces and fixed regions are known on every frame.
         let every_frame = matches!(state.finder, Finder::Upstream | Finder::FullFrame { .. });
         let interval = if interval == 0 {
@@ -975,6 +1031,7 @@ impl BaseTransformImpl for AffectFaceCrop {
             layout: None,
             detect_width: None,
             auto_interval: 1,
+            awaiting_second_frame: None,
             frame_index: 0,
             rgb: Vec::new(),
             grey: Vec::new(),
@@ -1079,22 +1136,17 @@ impl BaseTransformImpl for AffectFaceCrop {
         } else {
             0.0
         };
-        if detector == DetectorKind::Auto
-            && let Err(e) = self.choose_auto_finder(state, rate > 0.0)
-        {
-            self.post_error_message(e);
-            return Err(gst::loggable_error!(CAT, "No face detector for {incaps}"));
+        state.awaiting_second_frame = None;
+        if detector == DetectorKind::Auto {
+            if let Err(e) = self.choose_auto_finder(state, rate > 0.0, true) {
+                self.post_error_message(e);
+                return Err(gst::loggable_error!(CAT, "No face detector for {incaps}"));
+            }
+            if rate <= 0.0 {
+                state.awaiting_second_frame = Some(None);
+            }
         }
-        let interval_detector = match &state.finder {
-            Finder::Mtcnn(_) => true,
-            Finder::Onnx(d) => matches!(d.layout, DetectorLayout::BlazeFace(_)),
-            _ => false,
-        };
-        state.auto_interval = if interval_detector && rate >= 25.0 {
-            (rate / MTCNN_DETECTIONS_PER_SECOND).floor().max(1.0) as u32
-        } else {
-            1
-        };
+        state.auto_interval = Self::auto_interval(&state.finder, rate);
         gst::debug!(CAT, imp = self, "Configured {incaps} -> {outcaps}");
         Ok(())
     }
