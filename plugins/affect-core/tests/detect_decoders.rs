@@ -400,8 +400,8 @@ fn unknown_layouts_fail_naming_every_output_and_shape() {
     let err = DetectorLayout::recognize(&[1, 3, 224, 224], &outputs).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the detector's outputs match no known face detector layout (YuNet, SCRFD, UltraFace); \
-         it has 2 output(s): 'logits' [1, 1000], 'features' [?, 512, 7, 7]"
+        "the detector's outputs match no known face detector layout (BlazeFace, YuNet, SCRFD, \
+         UltraFace); it has 2 output(s): 'logits' [1, 1000], 'features' [?, 512, 7, 7]"
     );
     // Nine outputs like SCRFD's, but with the wrong channel counts, are not SCRFD.
     let mut nine: Vec<OutputInfo> = (0..9)
