@@ -80,8 +80,9 @@ pub struct AnalyzeOptions {
     /// of the second).
     #[arg(long)]
     pub model: Vec<PathBuf>,
-    /// Face detector: auto (MTCNN when its files are installed, else Haar), mtcnn, haar,
-    /// onnx:FILE (YuNet/SCRFD/UltraFace) or full-frame.
+    /// Face detector: auto (BlazeFace on videos, MTCNN on photographs, as their files are
+    /// found, else Haar), blazeface, mtcnn, haar, onnx:FILE (BlazeFace/YuNet/SCRFD/UltraFace)
+    /// or full-frame.
     #[arg(long, default_value = "auto")]
     pub detector: Detector,
     #[command(flatten)]

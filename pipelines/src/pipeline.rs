@@ -30,8 +30,10 @@ use crate::archive::Source;
 /// Where the faces come from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Detector {
-    /// MTCNN when its files are installed (they are in the source tree), else Haar.
+    /// BlazeFace on videos and MTCNN on photographs, as their files are found, else Haar.
     Auto,
+    /// MediaPipe's BlazeFace, tiled for small faces (`models/blazeface-back.onnx`).
+    Blazeface,
     /// The MTCNN face detector with five landmarks (`models/mtcnn-*.onnx`).
     Mtcnn,
     /// `affectfacecrop`'s built-in Haar cascade (no model file needed).
@@ -48,13 +50,15 @@ impl FromStr for Detector {
     fn from_str(s: &str) -> Result<Detector, String> {
         match s {
             "auto" => Ok(Detector::Auto),
+            "blazeface" => Ok(Detector::Blazeface),
             "mtcnn" => Ok(Detector::Mtcnn),
             "haar" => Ok(Detector::Haar),
             "full-frame" => Ok(Detector::FullFrame),
             _ => match s.strip_prefix("onnx:") {
                 Some(file) if !file.is_empty() => Ok(Detector::Onnx(PathBuf::from(file))),
                 _ => Err(format!(
-                    "unknown detector {s:?}: use auto, mtcnn, haar, full-frame or onnx:FILE"
+                    "unknown detector {s:?}: use auto, blazeface, mtcnn, haar, full-frame or \
+                     onnx:FILE"
                 )),
             },
         }
@@ -65,6 +69,7 @@ impl fmt::Display for Detector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Detector::Auto => write!(f, "auto"),
+            Detector::Blazeface => write!(f, "blazeface"),
             Detector::Mtcnn => write!(f, "mtcnn"),
             Detector::Haar => write!(f, "haar"),
             Detector::FullFrame => write!(f, "full-frame"),
@@ -426,6 +431,7 @@ impl Job {
     pub fn description(&self) -> String {
         let detector = match &self.detector {
             Detector::Auto => "detector=auto".to_string(),
+            Detector::Blazeface => "detector=blazeface".to_string(),
             Detector::Mtcnn => "detector=mtcnn".to_string(),
             Detector::Haar => "detector=haar".to_string(),
             Detector::FullFrame => "detector=full-frame".to_string(),
@@ -762,6 +768,24 @@ pub fn default_model() -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detector_names_parse_and_print_back() {
+        for name in [
+            "auto",
+            "blazeface",
+            "mtcnn",
+            "haar",
+            "full-frame",
+            "onnx:/m/yunet.onnx",
+        ] {
+            let d: Detector = name.parse().unwrap();
+            assert_eq!(d.to_string(), name);
+        }
+        assert_eq!("blazeface".parse::<Detector>(), Ok(Detector::Blazeface));
+        let err = "yolo".parse::<Detector>().unwrap_err();
+        assert!(err.contains("blazeface"), "{err}");
+    }
 
     #[test]
     fn error_details_lose_the_source_location_and_stay_on_one_line() {

@@ -270,8 +270,8 @@ struct State {
     detect_width: Option<usize>,
     /// The detector interval `detect-interval=0` means for these caps.
     auto_interval: u32,
-    /// `detector=auto` on caps without a frame rate: a still image, or a video of variable
-    /// frame rate, which its second frame tells apart. The first frame's time.
+    /// Caps without a frame rate: a still image, or a video of variable frame rate, which its
+    /// second frame tells apart. The first frame's time.
     awaiting_second_frame: Option<Option<gst::ClockTime>>,
     frame_index: u64,
     /// Scratch frames reused across buffers.
@@ -459,9 +459,10 @@ impl AffectFaceCrop {
         }
     }
 
-    /// `detector=auto` on caps without a frame rate: the first frame went to the still-image
-    /// detector; a second one makes this a video of variable frame rate, which gets the stream
-    /// detector, its interval from the two frames' times, and keeps its tracks.
+    /// Caps without a frame rate: a second frame makes this a video of variable frame rate,
+    /// whose automatic detector interval comes from the first two frames' times; under
+    /// `detector=auto` the first frame went to the still-image detector, and the video gets
+    /// the stream detector from now on, keeping its tracks.
     fn on_frame_without_rate(&self, state: &mut State, pts: Option<gst::ClockTime>) {
         let Some(first) = state.awaiting_second_frame else {
             return;
@@ -471,9 +472,9 @@ impl AffectFaceCrop {
             return;
         }
         state.awaiting_second_frame = None;
-        if let Err(e) = self.choose_auto_finder(state, true, false) {
+        let auto = self.settings.lock().unwrap().detector == DetectorKind::Auto;
+        if auto && let Err(e) = self.choose_auto_finder(state, true, false) {
             gst::warning!(CAT, imp = self, "Keeping the still-image detector: {e:?}");
-            return;
         }
         let rate = match (first, pts) {
             (Some(a), Some(b)) if b > a => 1e9 / (b - a).nseconds() as f64,
@@ -1136,16 +1137,14 @@ impl BaseTransformImpl for AffectFaceCrop {
         } else {
             0.0
         };
-        state.awaiting_second_frame = None;
-        if detector == DetectorKind::Auto {
-            if let Err(e) = self.choose_auto_finder(state, rate > 0.0, true) {
-                self.post_error_message(e);
-                return Err(gst::loggable_error!(CAT, "No face detector for {incaps}"));
-            }
-            if rate <= 0.0 {
-                state.awaiting_second_frame = Some(None);
-            }
+        if detector == DetectorKind::Auto
+            && let Err(e) = self.choose_auto_finder(state, rate > 0.0, true)
+        {
+            self.post_error_message(e);
+            return Err(gst::loggable_error!(CAT, "No face detector for {incaps}"));
         }
+        // Without a frame rate in the caps, the first two frames' times tell it.
+        state.awaiting_second_frame = (rate <= 0.0).then_some(None);
         state.auto_interval = Self::auto_interval(&state.finder, rate);
         gst::debug!(CAT, imp = self, "Configured {incaps} -> {outcaps}");
         Ok(())
