@@ -119,6 +119,9 @@ pub struct VideoSummary {
     pub mean_arousal: Option<f64>,
     /// The expression written most often, in the model's own label.
     pub dominant_expression: Option<String>,
+    /// The same per track (person): first and last time, rows, means, dominant expression.
+    #[serde(default)]
+    pub people: Vec<crate::table::TrackStats>,
     /// Seconds of the video decoded and analysed.
     #[serde(default)]
     pub decoded_seconds: f64,
@@ -484,6 +487,7 @@ fn analyse_into(
         mean_valence: stats.mean_valence,
         mean_arousal: stats.mean_arousal,
         dominant_expression: stats.dominant_expression,
+        people: stats.per_track,
         decoded_seconds: outcome.decoded.as_secs_f64(),
         container_seconds: outcome.container.map(|d| d.as_secs_f64()),
         video: outcome.video_span,
@@ -886,7 +890,28 @@ pub fn table(results: &[(Task, Status)]) -> String {
                         "skipped"
                     },
                     s.seconds
-                ))
+                ));
+                // One line per person when there are several.
+                if s.people.len() > 1 {
+                    for p in &s.people {
+                        let span = match (p.first, p.last) {
+                            (Some(a), Some(b)) => format!("{a:.1}-{b:.1}s"),
+                            _ => String::new(),
+                        };
+                        let mut dominant = p.dominant_expression.clone().unwrap_or("-".into());
+                        if dominant.chars().count() > 10 {
+                            dominant = format!("{}~", dominant.chars().take(9).collect::<String>());
+                        }
+                        lines.push(format!(
+                            "{:<28} {:>7} {:>7} {:>7} {:>7} {dominant}",
+                            format!("  person {} {span}", p.track),
+                            p.frames,
+                            "",
+                            value(p.mean_valence),
+                            value(p.mean_arousal),
+                        ));
+                    }
+                }
             }
             other => lines.push(format!(
                 "{file:<28} {:>7} {:>7} {:>7} {:>7} {:<10} {:<10} {:>7}  {}",

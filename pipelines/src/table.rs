@@ -233,6 +233,30 @@ pub struct RowStats {
     pub mean_arousal: Option<f64>,
     /// The expression label written most often, in the model's own labels.
     pub dominant_expression: Option<String>,
+    /// The same per track (person), in track order.
+    pub per_track: Vec<TrackStats>,
+}
+
+/// What the written rows say about one track (a person, as long as the tracker kept them).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrackStats {
+    /// The table's `face_id`.
+    pub track: i64,
+    /// Timestamps (seconds) of its first and last row.
+    pub first: Option<f64>,
+    pub last: Option<f64>,
+    /// Rows of the track with results.
+    pub frames: usize,
+    pub mean_valence: Option<f64>,
+    pub mean_arousal: Option<f64>,
+    pub dominant_expression: Option<String>,
+}
+
+/// Means of valence and arousal and the most written expression of `rows`.
+struct Aggregate {
+    mean_valence: Option<f64>,
+    mean_arousal: Option<f64>,
+    dominant_expression: Option<String>,
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -256,34 +280,64 @@ impl Table {
             .iter()
             .filter(|r| success.and_then(|k| r[k].as_i64()) == Some(1))
             .collect();
-        let tracks: std::collections::HashSet<i64> = with_result
-            .iter()
-            .filter_map(|r| face.and_then(|k| r[k].as_i64()))
-            .collect();
-        let values = |k: Option<usize>| {
-            with_result
+        let aggregate = |rows: &[&Vec<Cell>]| {
+            let values = |k: Option<usize>| {
+                rows.iter()
+                    .filter_map(move |r| k.and_then(|k| r[k].as_f64()))
+                    .filter(|v| v.is_finite())
+            };
+            // Counted in the order labels first appear, so ties go to the earlier one.
+            let mut counts: Vec<(String, usize)> = Vec::new();
+            for label in rows
                 .iter()
-                .filter_map(move |r| k.and_then(|k| r[k].as_f64()))
-                .filter(|v| v.is_finite())
+                .filter_map(|r| expression.and_then(|k| r[k].as_text()))
+            {
+                match counts.iter_mut().find(|(l, _)| l == label) {
+                    Some((_, c)) => *c += 1,
+                    None => counts.push((label.to_string(), 1)),
+                }
+            }
+            let top = counts.iter().map(|(_, c)| *c).max().unwrap_or(0);
+            Aggregate {
+                mean_valence: mean(values(valence)),
+                mean_arousal: mean(values(arousal)),
+                dominant_expression: counts.into_iter().find(|(_, c)| *c == top).map(|(l, _)| l),
+            }
         };
-        // Counted in the order labels first appear, so ties go to the earlier one.
-        let mut counts: Vec<(String, usize)> = Vec::new();
-        for label in with_result
-            .iter()
-            .filter_map(|r| expression.and_then(|k| r[k].as_text()))
-        {
-            match counts.iter_mut().find(|(l, _)| l == label) {
-                Some((_, c)) => *c += 1,
-                None => counts.push((label.to_string(), 1)),
+        let mut by_track: std::collections::BTreeMap<i64, Vec<&Vec<Cell>>> = Default::default();
+        for row in &with_result {
+            if let Some(id) = face.and_then(|k| row[k].as_i64()) {
+                by_track.entry(id).or_default().push(row);
             }
         }
-        let top = counts.iter().map(|(_, c)| *c).max().unwrap_or(0);
+        let timestamp = col("timestamp");
+        let per_track = by_track
+            .iter()
+            .map(|(&track, rows)| {
+                let times: Vec<f64> = rows
+                    .iter()
+                    .filter_map(|r| timestamp.and_then(|k| r[k].as_f64()))
+                    .collect();
+                let a = aggregate(rows);
+                TrackStats {
+                    track,
+                    first: times.iter().copied().reduce(f64::min),
+                    last: times.iter().copied().reduce(f64::max),
+                    frames: rows.len(),
+                    mean_valence: a.mean_valence,
+                    mean_arousal: a.mean_arousal,
+                    dominant_expression: a.dominant_expression,
+                }
+            })
+            .collect();
+        let all = aggregate(&with_result);
         RowStats {
             face_rows: with_result.len(),
-            tracks: tracks.len(),
-            mean_valence: mean(values(valence)),
-            mean_arousal: mean(values(arousal)),
-            dominant_expression: counts.into_iter().find(|(_, c)| *c == top).map(|(l, _)| l),
+            tracks: by_track.len(),
+            mean_valence: all.mean_valence,
+            mean_arousal: all.mean_arousal,
+            dominant_expression: all.dominant_expression,
+            per_track,
         }
     }
 }
@@ -326,6 +380,31 @@ mod tests {
             assert_eq!(stats.mean_valence, Some(0.375));
             assert_eq!(stats.mean_arousal, Some(-0.375));
             assert_eq!(stats.dominant_expression.as_deref(), Some("calm"));
+            // Per person: track 7's two rows (a tie of labels goes to the first written),
+            // track 8's one row without valence.
+            assert_eq!(
+                stats.per_track,
+                vec![
+                    TrackStats {
+                        track: 7,
+                        first: Some(0.04),
+                        last: Some(0.08),
+                        frames: 2,
+                        mean_valence: Some(0.375),
+                        mean_arousal: Some(-0.375),
+                        dominant_expression: Some("calm".into()),
+                    },
+                    TrackStats {
+                        track: 8,
+                        first: Some(0.08),
+                        last: Some(0.08),
+                        frames: 1,
+                        mean_valence: None,
+                        mean_arousal: None,
+                        dominant_expression: Some("calm".into()),
+                    },
+                ]
+            );
             let k = t.column("expr_a,b").unwrap();
             assert_eq!(t.rows[2][k], Cell::Float(0.75));
             let c = t.column("AU01_c").unwrap();
