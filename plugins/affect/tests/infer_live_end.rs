@@ -2,6 +2,9 @@
 //! A live `affectinfer` whose video has ended while its live audio branch has stopped without
 //! EOS (an unplugged microphone): every frame still comes out and the stream ends, within the
 //! latency and a margin, instead of waiting forever for audio.
+//!
+//! The pipeline runs on a `gst_check` test clock that the test advances from one waiting clock
+//! id to the next, so the end is judged in the pipeline's own time, not the machine's.
 
 mod common;
 
@@ -101,15 +104,34 @@ fn live_stream_ends_when_video_ends_and_audio_stops_without_eos() {
     }
     video.end_of_stream().unwrap();
 
+    let clock = gst_check::TestClock::new();
+    pipeline.use_clock(Some(&clock));
     pipeline.set_state(gst::State::Playing).unwrap();
     let bus = pipeline.bus().unwrap();
-    let deadline =
-        gst::ClockTime::from_mseconds(MAX_LATENCY_MS as u64) + gst::ClockTime::from_seconds(5);
-    let msg = bus.timed_pop_filtered(deadline, &[gst::MessageType::Eos, gst::MessageType::Error]);
-    let outcome = msg.as_ref().map(|m| match m.view() {
-        gst::MessageView::Error(e) => Err(format!("{} {:?}", e.error(), e.debug())),
-        _ => Ok(()),
-    });
+    // The video's end (320 ms), the element's latency (a 40 ms frame and the batching window)
+    // and a margin of a frame: in the pipeline's time, the stream must have ended by then.
+    let deadline = gst::ClockTime::from_mseconds(40 * FRAMES)
+        + gst::ClockTime::from_mseconds(40 + MAX_LATENCY_MS as u64)
+        + gst::ClockTime::from_mseconds(40);
+    // Only a guard against a pipeline that neither waits on the clock nor ends.
+    let guard = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let outcome = loop {
+        if let Some(m) = bus.pop_filtered(&[gst::MessageType::Eos, gst::MessageType::Error]) {
+            break Some(match m.view() {
+                gst::MessageView::Error(e) => Err(format!("{} {:?}", e.error(), e.debug())),
+                _ => Ok(clock.time()),
+            });
+        }
+        if clock.time() > deadline || std::time::Instant::now() > guard {
+            break None;
+        }
+        // Time moves only to the next moment something waits for.
+        if clock.peek_next_pending_id().is_some() {
+            clock.crank();
+        } else {
+            std::thread::yield_now();
+        }
+    };
     pipeline.set_state(gst::State::Null).unwrap();
 
     let seen = seen.lock().unwrap().clone();
@@ -117,9 +139,12 @@ fn live_stream_ends_when_video_ends_and_audio_stops_without_eos() {
         .map(|i| Some(gst::ClockTime::from_mseconds(40 * i)))
         .collect();
     match outcome {
-        None => panic!("no EOS within {deadline} after the video ended; frames out: {seen:?}"),
+        None => panic!(
+            "no EOS by clock time {deadline} (now {}); frames out: {seen:?}",
+            clock.time()
+        ),
         Some(Err(e)) => panic!("the pipeline failed: {e}"),
-        Some(Ok(())) => {}
+        Some(Ok(at)) => println!("EOS at clock time {at}"),
     }
     assert_eq!(
         seen, expected,
