@@ -258,6 +258,16 @@ fn face_params(face: &Face, estimated: bool) -> gst::Structure {
     params
 }
 
+/// What the frames of caps without a frame rate have shown so far.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum RateProbe {
+    /// The caps have a frame rate, or the second frame has been seen.
+    Off,
+    AwaitingFirst,
+    /// The first frame's time.
+    SawFirst(Option<gst::ClockTime>),
+}
+
 struct State {
     finder: Finder,
     /// Landmark prior of the finder's box-only faces.
@@ -271,8 +281,8 @@ struct State {
     /// The detector interval `detect-interval=0` means for these caps.
     auto_interval: u32,
     /// Caps without a frame rate: a still image, or a video of variable frame rate, which its
-    /// second frame tells apart. The first frame's time.
-    awaiting_second_frame: Option<Option<gst::ClockTime>>,
+    /// second frame tells apart.
+    rate_probe: RateProbe,
     frame_index: u64,
     /// Scratch frames reused across buffers.
     rgb: Vec<u8>,
@@ -464,14 +474,15 @@ impl AffectFaceCrop {
     /// `detector=auto` the first frame went to the still-image detector, and the video gets
     /// the stream detector from now on, keeping its tracks.
     fn on_frame_without_rate(&self, state: &mut State, pts: Option<gst::ClockTime>) {
-        let Some(first) = state.awaiting_second_frame else {
-            return;
+        let first = match state.rate_probe {
+            RateProbe::Off => return,
+            RateProbe::AwaitingFirst => {
+                state.rate_probe = RateProbe::SawFirst(pts);
+                return;
+            }
+            RateProbe::SawFirst(first) => first,
         };
-        if state.frame_index == 0 {
-            state.awaiting_second_frame = Some(pts);
-            return;
-        }
-        state.awaiting_second_frame = None;
+        state.rate_probe = RateProbe::Off;
         let auto = self.settings.lock().unwrap().detector == DetectorKind::Auto;
         if auto && let Err(e) = self.choose_auto_finder(state, true, false) {
             gst::warning!(CAT, imp = self, "Keeping the still-image detector: {e:?}");
@@ -1032,7 +1043,7 @@ impl BaseTransformImpl for AffectFaceCrop {
             layout: None,
             detect_width: None,
             auto_interval: 1,
-            awaiting_second_frame: None,
+            rate_probe: RateProbe::Off,
             frame_index: 0,
             rgb: Vec::new(),
             grey: Vec::new(),
@@ -1144,7 +1155,11 @@ impl BaseTransformImpl for AffectFaceCrop {
             return Err(gst::loggable_error!(CAT, "No face detector for {incaps}"));
         }
         // Without a frame rate in the caps, the first two frames' times tell it.
-        state.awaiting_second_frame = (rate <= 0.0).then_some(None);
+        state.rate_probe = if rate <= 0.0 {
+            RateProbe::AwaitingFirst
+        } else {
+            RateProbe::Off
+        };
         state.auto_interval = Self::auto_interval(&state.finder, rate);
         gst::debug!(CAT, imp = self, "Configured {incaps} -> {outcaps}");
         Ok(())
