@@ -490,29 +490,40 @@ const CPU: SessionOptions = SessionOptions {
     fallback_to_cpu: false,
 };
 
-/// The model the elements share (opened on first use; holding it keeps it open from one
-/// scenario to the next), and a bare session of its own on the same file.
-fn open_bare(
-    model: &Path,
-    scenario: &Scenario,
-) -> Result<(ort::session::Session, Arc<session::SharedModel>), String> {
+/// What both measurements start from: the model the elements share (opened on first use;
+/// holding it keeps it open from one scenario to the next), a bare session of its own on the
+/// same file, warmed up on a batch of each size, the contract and the scenario's batches.
+struct Prepared {
+    bare: ort::session::Session,
+    shared: Arc<session::SharedModel>,
+    contract: affect_core::contract::ModelContract,
+    batches: Vec<BareBatch>,
+}
+
+fn prepare(model: &Path, scenario: &Scenario) -> Result<Prepared, String> {
     let options = scenario.session_options();
     let shared = session::shared_model(model, &options, scenario.batch_size)?;
-    let (bare, _) = session::open(model, &options)?;
-    Ok((bare, shared))
+    let (mut bare, _) = session::open(model, &options)?;
+    let contract = shared.contract.clone();
+    let batches = bare_batches(&contract, scenario)?;
+    run_bare(&mut bare, &contract, &batches[..batches.len().min(2)])?;
+    Ok(Prepared {
+        bare,
+        shared,
+        contract,
+        batches,
+    })
 }
 
 /// Measures one scenario's throughput on the scenario's provider.
 pub fn throughput(model: &Path, scenario: &Scenario, rounds: usize) -> Result<Throughput, String> {
-    let (mut bare_session, shared) = open_bare(model, scenario)?;
-    let contract = shared.contract.clone();
-    let batches = bare_batches(&contract, scenario)?;
-    // Warm both sessions up on a batch of each size.
-    run_bare(
-        &mut bare_session,
-        &contract,
-        &batches[..batches.len().min(2)],
-    )?;
+    let Prepared {
+        bare: mut bare_session,
+        shared,
+        contract,
+        batches,
+    } = prepare(model, scenario)?;
+    // Warm the shared worker up too.
     run_worker(
         &shared,
         &contract,
@@ -570,13 +581,8 @@ pub fn chain_throughput(
 ) -> Result<ChainThroughput, String> {
     let mut bare = Vec::new();
     for (m, _) in models {
-        let (session, shared) = open_bare(m, scenario)?;
-        let contract = shared.contract.clone();
-        let batches = bare_batches(&contract, scenario)?;
-        bare.push((session, contract, batches, shared));
-    }
-    for (session, contract, batches, _) in &mut bare {
-        run_bare(session, contract, &batches[..batches.len().min(2)])?;
+        let p = prepare(m, scenario)?;
+        bare.push((p.bare, p.contract, p.batches, p.shared));
     }
     let mut best = ChainThroughput {
         scenario: scenario.clone(),
@@ -613,14 +619,12 @@ pub struct Latency {
 
 /// Measures one scenario's per-frame latency with live sources.
 pub fn latency(model: &Path, scenario: &Scenario, fps: u32) -> Result<Latency, String> {
-    let (mut bare_session, shared) = open_bare(model, scenario)?;
-    let contract = shared.contract.clone();
-    let batches = bare_batches(&contract, scenario)?;
-    run_bare(
-        &mut bare_session,
-        &contract,
-        &batches[..batches.len().min(2)],
-    )?;
+    let Prepared {
+        bare: mut bare_session,
+        contract,
+        batches,
+        ..
+    } = prepare(model, scenario)?;
     let mut bare_run = run_bare(&mut bare_session, &contract, &batches)?;
     bare_run.sort();
     let run = run_element(model, scenario, Some(fps))?;

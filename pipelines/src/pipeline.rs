@@ -420,7 +420,7 @@ fn record(face: &meta::AnalysedFace) -> Option<FaceRecord> {
     })
 }
 
-fn quote(path: &Path) -> String {
+pub(crate) fn quote(path: &Path) -> String {
     // parse-launch strings take double-quoted values with backslash escapes.
     let s = path.to_string_lossy();
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))

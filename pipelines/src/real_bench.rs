@@ -85,7 +85,7 @@ fn write_clip(
          ! videoconvert ! jpegenc quality=90 ! queue ! qtmux name=mux ! filesink location={} \
          audiotestsrc wave=pink-noise volume=0.3 num-buffers={} samplesperbuffer=640 \
          ! audio/x-raw,format=S16LE,rate=16000,channels=1 ! queue ! mux.",
-        quote(path),
+        crate::pipeline::quote(path),
         frames
     ))
     .map_err(|e| e.to_string())?
@@ -129,17 +129,6 @@ fn write_clip(
     src.end_of_stream().map_err(|e| e.to_string())?;
     wait(&pipeline)?;
     Ok(())
-}
-
-/// A path as a quoted `gst-launch` property value.
-fn quote(path: &Path) -> String {
-    format!(
-        "\"{}\"",
-        path.display()
-            .to_string()
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-    )
 }
 
 /// Runs `pipeline` to its end; the error it posts, if any.
@@ -220,7 +209,7 @@ pub fn run(
         .filter_map(|v| v.parse().ok())
         .collect();
     let scene = std::fs::read(&scene_path).map_err(|e| e.to_string())?;
-    let model_q = quote(model);
+    let model_q = crate::pipeline::quote(model);
     let analysis = elements.analysis();
     println!(
         "Real footage: a group photograph of six real faces under a slow pan and zoom, 25 \
@@ -253,7 +242,7 @@ pub fn run(
     for (w, h) in [(1280usize, 720usize), (1920, 1080)] {
         let clip = dir.join(format!("group-{w}x{h}.mov"));
         write_clip(&scene, (dims[0], dims[1]), &clip, (w, h), frames)?;
-        let clip_q = quote(&clip);
+        let clip_q = crate::pipeline::quote(&clip);
         let table = dir.join(format!("table-{w}x{h}.csv"));
         let decode = format!(
             "filesrc location={clip_q} ! qtdemux ! jpegdec ! videoconvert ! fakesink sync=false"
@@ -269,7 +258,7 @@ pub fn run(
         let write = format!(
             "filesrc location={clip_q} ! affectanalysisbin model={model_q} {analysis} \
              ! affectsink overwrite=true location={}",
-            quote(&table)
+            crate::pipeline::quote(&table)
         );
         let (t_decode, _) = best_seconds(&decode, runs)?;
         let (t_find, cpu_find) = best_seconds(&find, runs)?;

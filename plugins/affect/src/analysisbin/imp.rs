@@ -643,7 +643,7 @@ impl ObjectImpl for AffectAnalysisBin {
                 .build(),
                 glib::ParamSpecString::builder("detector-model")
                     .nick("Detector model")
-                    .blurb("ONNX face detector file for detector=onnx (affectfacecrop detector-model)")
+                    .blurb("ONNX face detector file for detector=onnx or detector=blazeface (affectfacecrop detector-model)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("detect-interval")
